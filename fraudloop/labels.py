@@ -1,0 +1,55 @@
+"""Transaction history and labels as the features see them: only what was known at the time."""
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from fraudloop.storage import Label, TransactionRow, insert_ignore, read_frame
+
+HISTORY_COLUMNS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount"]
+LABEL_COLUMNS = ["transaction_id", "is_fraud", "known_at", "source"]
+
+
+def add_transactions(session: Session, tx: pd.DataFrame) -> int:
+    return insert_ignore(session, TransactionRow, tx[HISTORY_COLUMNS].to_dict("records"))
+
+
+def add_labels(session: Session, rows: Iterable[dict[str, Any]]) -> int:
+    return insert_ignore(session, Label, list(rows))
+
+
+def history(
+    session: Session,
+    since: datetime,
+    until: datetime,
+    customers: Iterable[str] | None = None,
+    terminals: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Stored transactions in [since, until), optionally only those of some customers/terminals."""
+    stmt = select(*[getattr(TransactionRow, c) for c in HISTORY_COLUMNS]).where(
+        TransactionRow.tx_datetime >= since, TransactionRow.tx_datetime < until
+    )
+    if customers is not None and terminals is not None:
+        stmt = stmt.where(
+            or_(
+                TransactionRow.customer_id.in_(list(customers)),
+                TransactionRow.terminal_id.in_(list(terminals)),
+            )
+        )
+    frame = read_frame(session, stmt)
+    frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"])
+    return frame
+
+
+def labels(session: Session, known_before: datetime | None = None) -> pd.DataFrame:
+    """Every label event known before a moment (latest source wins when features combine them)."""
+    stmt = select(*[getattr(Label, c) for c in LABEL_COLUMNS])
+    if known_before is not None:
+        stmt = stmt.where(Label.known_at < known_before)
+    frame = read_frame(session, stmt)
+    frame["known_at"] = pd.to_datetime(frame["known_at"])
+    return frame

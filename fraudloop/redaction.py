@@ -1,0 +1,49 @@
+"""What a reviewer may see: decided here only, applied before anything leaves the store."""
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+SENSITIVE_FIELDS = ("card_number", "email", "ip_address")
+
+_CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+
+
+def mask_card(card: str | None) -> str | None:
+    digits = re.sub(r"\D", "", card or "")
+    return f"**** {digits[-4:]}" if digits else None
+
+
+def mask_email(email: str | None) -> str | None:
+    if not email or "@" not in email:
+        return None
+    return f"***@{email.rsplit('@', 1)[1]}"
+
+
+def mask_ip(ip: str | None) -> str | None:
+    parts = (ip or "").split(".")
+    return ".".join([*parts[:2], "x", "x"]) if len(parts) == 4 else None
+
+
+def redact(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the record with sensitive fields masked; other fields pass through as text."""
+    out = {k: v for k, v in record.items() if k not in SENSITIVE_FIELDS}
+    out["card"] = mask_card(record.get("card_number"))
+    out["email_domain"] = mask_email(record.get("email"))
+    out["ip_prefix"] = mask_ip(record.get("ip_address"))
+    return {k: _plain(v) for k, v in out.items()}
+
+
+def find_sensitive(text: str) -> list[str]:
+    """Anything in a payload that looks like a raw card number, e-mail or IPv4 address."""
+    return [m.group(0) for rx in (_CARD, _EMAIL, _IPV4) for m in rx.finditer(text)]
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, float):
+        return round(value, 2)
+    return value

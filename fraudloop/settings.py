@@ -1,0 +1,56 @@
+"""One settings object for the whole project (env vars `FRAUDLOOP_*`, or a `.env` file)."""
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    """Where things live and how services are reached; thresholds live in the policy file."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDLOOP_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path(".fraudloop"), description="Working directory for state and reports")
+    db_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under home")
+    mlflow_tracking_uri: str | None = Field(None, description="Default SQLite under home")
+    model_name: str = "fraud-detector"
+    policy_file: Path = PACKAGE_DIR / "policy.yaml"
+    labelstudio_url: str = "http://127.0.0.1:8089"
+    labelstudio_token: str = "f7a1c0de5eed0a11ce0ffee0fab1ed0c0ffee123"
+    labelstudio_username: str = "admin@fraudloop.local"
+    labelstudio_password: str = "fraudloop-admin"
+    labelstudio_venv: Path = Path(".services/labelstudio-venv")
+    seed: int = 7
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home.resolve() / 'fraudloop.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home.resolve() / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home.resolve() / "mlartifacts"
+
+    @property
+    def labelstudio_data_dir(self) -> Path:
+        return self.home.resolve() / "labelstudio"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home.resolve() / "reports"
+
+    @property
+    def labelstudio_port(self) -> int:
+        return int(self.labelstudio_url.rsplit(":", 1)[1].split("/")[0])
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,189 @@
+"""The decision store: transactions history, decisions, review outbox, labels, audit, quarantine.
+
+SQLAlchemy 2 on SQLite by default and PostgreSQL in production; the schema is owned by Alembic
+(`fraudloop/migrations`). Every write is idempotent: a retry never creates a second row.
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+_MAX_PARAMS = 30_000  # below SQLite's and PostgreSQL's bound-parameter limits
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TransactionRow(Base):
+    """Feature history: only what features need, no sensitive fields."""
+
+    __tablename__ = "transactions"
+    transaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tx_datetime: Mapped[datetime] = mapped_column(DateTime)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    terminal_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[float] = mapped_column(Float)
+    __table_args__ = (
+        Index("ix_transactions_customer_time", "customer_id", "tx_datetime"),
+        Index("ix_transactions_terminal_time", "terminal_id", "tx_datetime"),
+        Index("ix_transactions_time", "tx_datetime"),
+    )
+
+
+class Decision(Base):
+    """Exactly one per transaction: the model's recommendation and the final decision, apart."""
+
+    __tablename__ = "decisions"
+    transaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decided_at: Mapped[datetime] = mapped_column(DateTime)
+    tx_datetime: Mapped[datetime] = mapped_column(DateTime, index=True)
+    amount: Mapped[float] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    route: Mapped[str] = mapped_column(String(32), index=True)
+    recommendation: Mapped[str] = mapped_column(String(16))
+    final_decision: Mapped[str | None] = mapped_column(String(32))
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    policy_version: Mapped[str] = mapped_column(String(32))
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    input_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reviewer: Mapped[str | None] = mapped_column(String(128))
+    review_rationale: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ReviewTask(Base):
+    """The outbox of review work: written with the decision, delivered to Label Studio later."""
+
+    __tablename__ = "review_tasks"
+    case_id: Mapped[str] = mapped_column(String(96), primary_key=True)
+    transaction_id: Mapped[str] = mapped_column(String(64), index=True)
+    queue: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    sla_due_at: Mapped[datetime] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    ls_project_id: Mapped[int | None] = mapped_column(Integer)
+    ls_task_id: Mapped[int | None] = mapped_column(Integer)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Label(Base):
+    """A label and the moment it became known: a reviewer's at once, a chargeback days later."""
+
+    __tablename__ = "labels"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[str] = mapped_column(String(64), index=True)
+    is_fraud: Mapped[int] = mapped_column(Integer)
+    known_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str | None] = mapped_column(String(128))
+    __table_args__ = (UniqueConstraint("transaction_id", "source", name="uq_labels_tx_source"),)
+
+
+class AuditEvent(Base):
+    """Append-only record of every decision change, promotion and alert (SPEC audit fields)."""
+
+    __tablename__ = "audit_events"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(256), unique=True)
+    timestamp: Mapped[datetime] = mapped_column(DateTime)
+    event_type: Mapped[str] = mapped_column(String(32))
+    transaction_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    input_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    model_confidence: Mapped[float | None] = mapped_column(Float)
+    explanation_tokens: Mapped[list[str] | None] = mapped_column(JSON)
+    decision: Mapped[str | None] = mapped_column(String(32))
+    review_rationale: Mapped[str | None] = mapped_column(Text)
+    sla_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Quarantine(Base):
+    """Rejected input kept with its reason (sensitive fields already redacted)."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    transaction_id: Mapped[str | None] = mapped_column(String(64))
+    field: Mapped[str] = mapped_column(String(64))
+    problem: Mapped[str] = mapped_column(Text)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return create_engine(url, future=True)
+
+
+def migrate(url: str) -> None:
+    """Bring the schema to the latest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(cfg, "head")
+
+
+def insert_ignore(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> int:
+    """Insert rows, skipping any that collide on a unique key; returns how many were new."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = model.__table__
+    key = list(table.primary_key.columns)[0]
+    chunk = max(1, _MAX_PARAMS // len(rows[0]))
+    new = 0
+    for start in range(0, len(rows), chunk):
+        part = list(rows[start : start + chunk])
+        stmt = insert(table).values(part).on_conflict_do_nothing().returning(key)
+        new += len(session.execute(stmt).all())
+    return new
+
+
+def read_frame(session: Session, stmt: Any) -> pd.DataFrame:
+    return pd.read_sql(stmt, session.connection())
+
+
+def count_by(session: Session, column: Any) -> dict[str, int]:
+    rows = session.execute(select(column, func.count()).group_by(column))
+    return {str(k): int(v) for k, v in rows}
+
+
+def set_status(session: Session, case_ids: Iterable[str], **values: Any) -> None:
+    session.execute(
+        update(ReviewTask).where(ReviewTask.case_id.in_(list(case_ids))).values(**values)
+    )
