@@ -200,3 +200,41 @@ def pending_deliveries(session: Session, limit: int) -> list[ReviewTask]:
 
 def decisions_frame(session: Session) -> pd.DataFrame:
     return read_frame(session, select(Decision))
+
+
+def review_cases(session: Session, tasks: list[ReviewTask]) -> list[dict[str, Any]]:
+    """What Label Studio needs for each task: redacted snapshot, score, reasons, SLA."""
+    ids = [t.transaction_id for t in tasks]
+    rows = {
+        d.transaction_id: d
+        for d in session.scalars(select(Decision).where(Decision.transaction_id.in_(ids)))
+    }
+    return [
+        {
+            "case_id": t.case_id,
+            "transaction_id": t.transaction_id,
+            "queue": t.queue,
+            "snapshot": rows[t.transaction_id].input_snapshot,
+            "score": rows[t.transaction_id].score or 0.0,
+            "recommendation": rows[t.transaction_id].recommendation,
+            "reasons": rows[t.transaction_id].reasons,
+            "model_version": rows[t.transaction_id].model_version or "fallback",
+            "sla_due_at": t.sla_due_at,
+        }
+        for t in tasks
+    ]
+
+
+def monitoring_frame(session: Session, since: datetime | None = None) -> pd.DataFrame:
+    """Decisions with their review timing, the one frame every monitoring metric reads."""
+    stmt = select(
+        Decision,
+        ReviewTask.created_at.label("review_created_at"),
+        ReviewTask.sla_due_at,
+    ).outerjoin(ReviewTask, ReviewTask.transaction_id == Decision.transaction_id)
+    if since is not None:
+        stmt = stmt.where(Decision.decided_at >= since)
+    frame = read_frame(session, stmt)
+    for column in ("decided_at", "tx_datetime", "reviewed_at", "review_created_at", "sla_due_at"):
+        frame[column] = pd.to_datetime(frame[column])
+    return frame

@@ -72,6 +72,11 @@ class Learning(_Strict):
     holdout_days: int = Field(gt=0)
 
 
+class Monitoring(_Strict):
+    current_days: int = Field(gt=0)
+    reference_days: int = Field(gt=0)
+
+
 class Alerts(_Strict):
     override_rate_max: float = Field(ge=0, le=1)
     override_window_minutes: int = Field(gt=0)
@@ -90,6 +95,7 @@ class Policy(_Strict):
     fallback: Fallback
     review: Review
     learning: Learning
+    monitoring: Monitoring
     alerts: Alerts
 
     def sla_for(self, route: Route) -> int | None:

@@ -9,8 +9,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictFloat,
-    StrictInt,
     StrictStr,
     ValidationError,
 )

@@ -2,6 +2,7 @@
 
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,8 +48,12 @@ class Settings(BaseSettings):
         return self.home.resolve() / "reports"
 
     @property
+    def labelstudio_host(self) -> str:
+        return urlparse(self.labelstudio_url).hostname or "127.0.0.1"
+
+    @property
     def labelstudio_port(self) -> int:
-        return int(self.labelstudio_url.rsplit(":", 1)[1].split("/")[0])
+        return urlparse(self.labelstudio_url).port or 8089
 
 
 @cache

@@ -6,6 +6,7 @@ SQLAlchemy 2 on SQLite by default and PostgreSQL in production; the schema is ow
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,13 @@ def set_status(session: Session, case_ids: Iterable[str], **values: Any) -> None
     session.execute(
         update(ReviewTask).where(ReviewTask.case_id.in_(list(case_ids))).values(**values)
     )
+
+
+@cache
+def engine_for(url: str) -> Engine:
+    """One engine per URL per process (connection pooling)."""
+    return make_engine(url)
+
+
+def open_session(url: str) -> Session:
+    return Session(engine_for(url), expire_on_commit=False)

@@ -110,7 +110,9 @@ def test_review_applied_once_with_label_and_sla(db_url: str) -> None:
 
 @pytest.mark.integration
 def test_quarantine_keeps_redacted_record(db_url: str) -> None:
-    _, rejected = validate_batch([{"transaction_id": "x", "amount": -1, "card_number": "4111111111111111"}])
+    _, rejected = validate_batch(
+        [{"transaction_id": "x", "amount": -1, "card_number": "4111111111111111"}]
+    )
     engine = make_engine(db_url)
     with Session(engine) as s, s.begin():
         decisions.quarantine(s, rejected, NOW)

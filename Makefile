@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` runs the loop end to end, `make test` runs the tests.
+SHELL := /bin/bash
+UV := python3 -m uv
+LS_VENV := .services/labelstudio-venv
+
+.PHONY: install demo test test-fast lint up down clean
+
+install: ## app environment (locked) + Label Studio server in its own environment
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install -q uv
+	$(UV) sync --frozen
+	@test -x $(LS_VENV)/bin/label-studio || ( $(UV) venv -q --python 3.11 $(LS_VENV) && \
+		VIRTUAL_ENV=$(LS_VENV) $(UV) pip sync -q services/labelstudio.lock.txt )
+
+demo: install ## simulate a few days and run the whole loop; prints a summary and where to look
+	$(UV) run fraudloop demo
+
+test: install ## the whole suite: unit, data, model, integration (real Label Studio, MLflow, Prefect, PostgreSQL)
+	$(UV) run pytest -q
+
+test-fast: install ## without the integration tests
+	$(UV) run pytest -q -m "not integration"
+
+lint:
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+up: install
+	$(UV) run fraudloop up
+
+down:
+	$(UV) run fraudloop down
+
+clean:
+	rm -rf .fraudloop
