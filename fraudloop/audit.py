@@ -1,14 +1,82 @@
-"""Audit events with the SPEC fields; appended once per change, keyed so retries add nothing."""
+"""Audit events with the SPEC fields in one hash chain: append-only, tamper-evident, idempotent.
 
+Each event stores the hash of the event before it (`prev_hash`) and its own
+`hash = sha256(prev_hash + canonical JSON of its content)`, in `seq` order. Editing an event
+breaks its own hash; deleting or reordering events breaks the next event's link. A retry adds
+nothing: an event whose idempotency key is stored is skipped and does not advance the chain.
+
+Writers serialize on the chain's head: PostgreSQL through a transaction-scoped advisory lock,
+SQLite through its database write lock (taken before the head is read). The lock is held until
+the caller commits, so append late in a transaction. PostgreSQL must run at READ COMMITTED (its
+default): an older snapshot would read a stale head, and the unique `prev_hash` then refuses the
+insert (an error to retry, never a fork).
+"""
+
+import hashlib
+import json
+import math
 import uuid
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Row, insert, select, text
 from sqlalchemy.orm import Session
 
-from fraudloop.storage import AuditEvent, insert_ignore, read_frame
+from fraudloop.storage import AuditEvent, read_frame
+
+GENESIS = "0" * 64  # the `prev_hash` of the first event
+CONTENT_FIELDS = (  # what the hash covers; never seq (chain order is seq) nor the hashes
+    "event_id",
+    "idempotency_key",
+    "timestamp",
+    "event_type",
+    "transaction_id",
+    "actor",
+    "input_snapshot",
+    "model_version",
+    "model_confidence",
+    "explanation_tokens",
+    "decision",
+    "review_rationale",
+    "sla_metadata",
+    "details",
+)
+_JSON_FIELDS = ("input_snapshot", "explanation_tokens", "sla_metadata", "details")
+_CHAIN_LOCK = 0x6672617564617564  # "fraudaud": the one PostgreSQL advisory lock of the chain
+_SQLITE_WRITE_LOCK = text("UPDATE audit_events SET seq = seq WHERE 0")  # begins the write txn
+_KEYS_PER_QUERY = 5_000
+_STREAM_BATCH = 2_000
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """`head_hash` is the last event's hash: keep it elsewhere to also detect a cut-off tail."""
+
+    ok: bool
+    n_events: int
+    first_bad_seq: int | None = None
+    first_bad_event_id: str | None = None
+    problem: str | None = None  # "edited" | "deleted or reordered"
+    n_problems: int = 0
+    head_hash: str | None = None
+
+    def message(self) -> str:
+        if self.ok:
+            head = f", head {self.head_hash}" if self.head_hash else ""
+            return f"audit trail intact: {self.n_events:,} events{head}"
+        event = f"event seq {self.first_bad_seq} (event_id {self.first_bad_event_id})"
+        what = (
+            f"{event} was edited: its content no longer matches its hash"
+            if self.problem == "edited"
+            else f"the chain breaks just before {event}: an event was deleted or reordered"
+        )
+        return (
+            f"audit trail broken: {what} ({self.n_problems} problem(s) in {self.n_events:,} events)"
+        )
 
 
 def event(
@@ -37,8 +105,77 @@ def event(
     }
 
 
+def canonical(content: Mapping[str, Any]) -> str:
+    """The hashed text: sorted keys, no whitespace, ISO timestamps, finite numbers only."""
+    return json.dumps(
+        content,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_json_default,
+    )
+
+
+def chain_hash(prev_hash: str, content: Mapping[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical(content)).encode()).hexdigest()
+
+
 def append(session: Session, events: list[dict[str, Any]]) -> int:
-    return insert_ignore(session, AuditEvent, events)
+    """Chain and insert the events not stored yet, in the caller's transaction; returns how many."""
+    if not events:
+        return 0
+    _lock_chain(session)
+    fresh = _unseen(session, events)
+    if not fresh:
+        return 0
+    prev = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
+    prev = prev or GENESIS
+    rows = []
+    for ev in fresh:
+        row = _stored_form(ev)
+        content = {**row, "timestamp": row["timestamp"].isoformat()}
+        row["prev_hash"], row["hash"] = prev, chain_hash(prev, content)
+        prev = row["hash"]
+        rows.append(row)
+    session.execute(insert(AuditEvent), rows)
+    return len(rows)
+
+
+def verify(session: Session) -> VerifyResult:
+    """Recompute the chain in seq order, streaming; reports the first broken event."""
+    n_events = n_problems = 0
+    first: tuple[int, str, str] | None = None
+    prev_hash = GENESIS
+    for record in _stream(session):
+        n_events += 1
+        problem = _check(record, prev_hash)
+        if problem is not None:
+            n_problems += 1
+            first = first or (record["seq"], record["event_id"], problem)
+        prev_hash = record["hash"]
+    return VerifyResult(
+        ok=first is None,
+        n_events=n_events,
+        first_bad_seq=first[0] if first else None,
+        first_bad_event_id=first[1] if first else None,
+        problem=first[2] if first else None,
+        n_problems=n_problems,
+        head_hash=prev_hash if n_events else None,
+    )
+
+
+def export_jsonl(session: Session, path: Path, transaction_id: str | None = None) -> int:
+    """Events in chain order, one JSON object a line (with seq and hashes); returns how many."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    n = 0
+    with partial.open("w", encoding="utf-8") as out:
+        for record in _stream(session, transaction_id):
+            out.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+            n += 1
+    partial.replace(path)
+    return n
 
 
 def trail(session: Session, transaction_id: str | None = None) -> pd.DataFrame:
@@ -47,3 +184,79 @@ def trail(session: Session, transaction_id: str | None = None) -> pd.DataFrame:
     if transaction_id is not None:
         stmt = stmt.where(AuditEvent.transaction_id == transaction_id)
     return read_frame(session, stmt)
+
+
+def _lock_chain(session: Session) -> None:
+    """Serialize writers before the head is read, until the caller's transaction ends."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
+    elif dialect == "sqlite":
+        session.execute(_SQLITE_WRITE_LOCK)
+
+
+def _unseen(session: Session, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events whose key is neither stored nor repeated earlier in the batch, in batch order."""
+    by_key: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        by_key.setdefault(ev["idempotency_key"], ev)
+    keys = list(by_key)
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        part = keys[start : start + _KEYS_PER_QUERY]
+        stored = session.scalars(
+            select(AuditEvent.idempotency_key).where(AuditEvent.idempotency_key.in_(part))
+        )
+        for key in stored:
+            del by_key[key]
+    return list(by_key.values())
+
+
+def _stored_form(ev: Mapping[str, Any]) -> dict[str, Any]:
+    """The event exactly as the database will give it back, so the hash can be recomputed."""
+    row: dict[str, Any] = {name: ev.get(name) for name in CONTENT_FIELDS}
+    row["timestamp"] = _naive_utc(row["timestamp"])
+    confidence = row["model_confidence"]
+    row["model_confidence"] = (
+        None if confidence is None or math.isnan(confidence) else float(confidence)
+    )
+    nested = {name: row[name] for name in _JSON_FIELDS if row[name] is not None}
+    if nested:  # one JSON round trip: tuples, numpy scalars, int keys settle as stored
+        row.update(json.loads(json.dumps(nested, default=_json_default, allow_nan=False)))
+    return row
+
+
+def _stream(session: Session, transaction_id: str | None = None) -> Iterator[dict[str, Any]]:
+    columns = [AuditEvent.seq, *(getattr(AuditEvent, f) for f in CONTENT_FIELDS)]
+    stmt = select(*columns, AuditEvent.prev_hash, AuditEvent.hash).order_by(AuditEvent.seq)
+    if transaction_id is not None:
+        stmt = stmt.where(AuditEvent.transaction_id == transaction_id)
+    rows: Iterable[Row[Any]] = session.execute(stmt.execution_options(yield_per=_STREAM_BATCH))
+    for row in rows:
+        record = dict(row._mapping)
+        if isinstance(record["timestamp"], datetime):
+            record["timestamp"] = record["timestamp"].isoformat()
+        yield record
+
+
+def _check(record: Mapping[str, Any], prev_hash: str) -> str | None:
+    content = {name: record[name] for name in CONTENT_FIELDS}
+    if chain_hash(record["prev_hash"] or "", content) != record["hash"]:
+        return "edited"
+    if record["prev_hash"] != prev_hash:
+        return "deleted or reordered"
+    return None
+
+
+def _naive_utc(ts: datetime) -> datetime:
+    """A plain naive-UTC datetime (what both databases store and return unchanged)."""
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC)
+    return datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"audit field value {value!r} ({type(value).__name__}) is not JSON")

@@ -13,6 +13,7 @@ from fraudloop.labels import add_labels
 from fraudloop.policy import REVIEW_ROUTES, Policy, Route, fallback_route, recommendation, route
 from fraudloop.redaction import redact
 from fraudloop.schema import Rejection
+from fraudloop.similar import similar_cases
 from fraudloop.storage import (
     Decision,
     Quarantine,
@@ -202,13 +203,17 @@ def decisions_frame(session: Session) -> pd.DataFrame:
     return read_frame(session, select(Decision))
 
 
-def review_cases(session: Session, tasks: list[ReviewTask]) -> list[dict[str, Any]]:
-    """What Label Studio needs for each task: redacted snapshot, score, reasons, SLA."""
+def review_cases(
+    session: Session, tasks: list[ReviewTask], similar_k: int = 0, similar_pool: int = 1
+) -> list[dict[str, Any]]:
+    """What Label Studio needs for each task: redacted snapshot, score, reasons, SLA, priority
+    and (with `similar_k`) the most similar cases people already decided."""
     ids = [t.transaction_id for t in tasks]
     rows = {
         d.transaction_id: d
         for d in session.scalars(select(Decision).where(Decision.transaction_id.in_(ids)))
     }
+    similar = similar_cases(session, list(rows.values()), similar_k, similar_pool)
     return [
         {
             "case_id": t.case_id,
@@ -220,6 +225,8 @@ def review_cases(session: Session, tasks: list[ReviewTask]) -> list[dict[str, An
             "reasons": rows[t.transaction_id].reasons,
             "model_version": rows[t.transaction_id].model_version or "fallback",
             "sla_due_at": t.sla_due_at,
+            "priority": t.priority,
+            "similar": similar.get(t.transaction_id, []),
         }
         for t in tasks
     ]
@@ -231,7 +238,11 @@ def monitoring_frame(session: Session, since: datetime | None = None) -> pd.Data
         Decision,
         ReviewTask.created_at.label("review_created_at"),
         ReviewTask.sla_due_at,
-    ).outerjoin(ReviewTask, ReviewTask.transaction_id == Decision.transaction_id)
+    ).outerjoin(
+        ReviewTask,
+        (ReviewTask.transaction_id == Decision.transaction_id)
+        & ReviewTask.parent_case_id.is_(None),  # the first case: escalations are its follow-ups
+    )
     if since is not None:
         stmt = stmt.where(Decision.decided_at >= since)
     frame = read_frame(session, stmt)

@@ -1,5 +1,6 @@
 """The versioned decision policy (YAML -> pydantic) and the router that applies it."""
 
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -17,6 +18,9 @@ class Route(StrEnum):
 
 
 REVIEW_ROUTES = (Route.SYNC_REVIEW, Route.ASYNC_REVIEW)
+TIER2_QUEUE = "tier2"
+SIGNOFF_QUEUE = "second_signoff"
+QUEUES = (*REVIEW_ROUTES, SIGNOFF_QUEUE, TIER2_QUEUE)  # Tier 3 is a page, never a queue
 
 
 class _Strict(BaseModel):
@@ -42,6 +46,14 @@ class GenericRules(_Strict):
     async_confidence_below: float = Field(ge=0, le=1)
     async_risk_above: float = Field(ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> "GenericRules":
+        if self.sync_confidence_below > self.async_confidence_below:
+            raise ValueError("need sync_confidence_below <= async_confidence_below")
+        if self.async_risk_above >= self.sync_risk_from:
+            raise ValueError("need async_risk_above < sync_risk_from")
+        return self
+
 
 class HighImpact(_Strict):
     amount_above: float = Field(ge=0)
@@ -51,12 +63,33 @@ class Sla(_Strict):
     sync_review: int = Field(gt=0)
     async_review: int = Field(gt=0)
     tier2: int = Field(gt=0)
+    second_signoff: int = Field(gt=0)
+
+
+class Queue(_Strict):
+    tier: int = Field(ge=1, le=2)
+    description: str
+
+
+class Escalation(_Strict):
+    page_on_tier2_breach: bool
+    page_on_senior_escalation: bool
+    incident_amount_above: float = Field(ge=0)
+    age_boost_per_hour: float = Field(ge=0)
+    similar_cases: int = Field(ge=0)
+    similar_pool: int = Field(gt=0)
 
 
 class Fallback(_Strict):
     block_amount_above: float = Field(ge=0)
     review_amount_above: float = Field(ge=0)
     watchlist_terminals: list[str] = []
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Fallback":
+        if self.review_amount_above > self.block_amount_above:
+            raise ValueError("need review_amount_above <= block_amount_above")
+        return self
 
 
 class Review(_Strict):
@@ -77,6 +110,13 @@ class Monitoring(_Strict):
     reference_days: int = Field(gt=0)
 
 
+class Schedules(_Strict):
+    sync_minutes: int = Field(gt=0)
+    chargebacks_cron: str
+    retrain_cron: str
+    report_cron: str
+
+
 class Alerts(_Strict):
     override_rate_max: float = Field(ge=0, le=1)
     override_window_minutes: int = Field(gt=0)
@@ -86,17 +126,44 @@ class Alerts(_Strict):
 
 
 class Policy(_Strict):
-    version: str
+    version: str = Field(min_length=1, max_length=32)  # stored with every decision (String(32))
     mode: str = Field(pattern="^(fraud|generic)$")
     fraud: FraudRules
     generic: GenericRules
     high_impact: HighImpact
     sla_minutes: Sla
+    queues: dict[str, Queue]
+    escalation: Escalation
     fallback: Fallback
     review: Review
     learning: Learning
     monitoring: Monitoring
+    schedules: Schedules
     alerts: Alerts
+
+    @model_validator(mode="after")
+    def _fallback_never_allows_high_impact(self) -> "Policy":
+        """Without a model, a high-impact amount must at least go to a person."""
+        if self.fallback.review_amount_above > self.high_impact.amount_above:
+            raise ValueError(
+                "fallback.review_amount_above must be <= high_impact.amount_above, or the "
+                "fallback rules would auto-allow high-impact amounts"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _queues_have_slas(self) -> "Policy":
+        missing = set(QUEUES) - set(self.queues)
+        if missing:
+            raise ValueError(f"queues must include {sorted(missing)}")
+        for name in self.queues:
+            if not isinstance(getattr(self.sla_minutes, name, None), int):
+                raise ValueError(f"queue {name!r} has no SLA in sla_minutes")
+        return self
+
+    def queue_sla(self, queue: str) -> int:
+        """SLA in minutes of a review queue (every queue has one, checked on load)."""
+        return int(getattr(self.sla_minutes, queue))
 
     def sla_for(self, route: Route) -> int | None:
         """SLA in minutes for a review route, None for automatic routes."""
@@ -164,3 +231,121 @@ def recommendation(route_: Route) -> str:
 
 def is_high_impact(amount: float, policy: Policy) -> bool:
     return amount > policy.high_impact.amount_above
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A closed, open or half-open range of a score or a confidence."""
+
+    lo: float
+    hi: float
+    lo_closed: bool = True
+    hi_closed: bool = True
+
+    def contains(self, x: float) -> bool:
+        above = x >= self.lo if self.lo_closed else x > self.lo
+        below = x <= self.hi if self.hi_closed else x < self.hi
+        return above and below
+
+    def is_empty(self) -> bool:
+        return self.lo > self.hi or (self.lo == self.hi and not (self.lo_closed and self.hi_closed))
+
+    def describe(self, name: str) -> str:
+        if self == Interval(0.0, 1.0):
+            return "any"
+        if self.lo == self.hi:
+            return f"{name} = {self.lo:.2f}"
+        lower = "" if self.lo == 0 and self.lo_closed else f"{self.lo:.2f} {_le(self.lo_closed)} "
+        upper = "" if self.hi == 1 and self.hi_closed else f" {_le(self.hi_closed)} {self.hi:.2f}"
+        return f"{lower}{name}{upper}"
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """One row of the decision table: where it applies, which route, what it means."""
+
+    score: Interval
+    confidence: Interval
+    route: Route
+    why: str
+
+    def matches(self, score: float, confidence: float) -> bool:
+        return self.score.contains(score) and self.confidence.contains(confidence)
+
+
+def decision_table(policy: Policy) -> list[DecisionRule]:
+    """The router as a table (what `policy explain` prints); the rows partition [0,1]x[0,1].
+
+    Tests check each row against `route`, so the table cannot drift from the code that decides.
+    """
+    rules = _fraud_table(policy.fraud) if policy.mode == "fraud" else _generic_table(policy.generic)
+    return [r for r in rules if not (r.score.is_empty() or r.confidence.is_empty())]
+
+
+def _fraud_table(f: FraudRules) -> list[DecisionRule]:
+    anything = Interval(0.0, 1.0)
+    band = Interval(f.review_from, f.sync_score_from, hi_closed=False)
+    return [
+        DecisionRule(
+            Interval(0.0, f.review_from, hi_closed=False),
+            anything,
+            Route.AUTO_ALLOW,
+            "below the review band",
+        ),
+        DecisionRule(
+            band, Interval(f.low_confidence_below, 1.0), Route.ASYNC_REVIEW, "medium risk"
+        ),
+        DecisionRule(
+            band,
+            Interval(0.0, f.low_confidence_below, hi_closed=False),
+            Route.SYNC_REVIEW,
+            "medium risk, low confidence",
+        ),
+        DecisionRule(
+            Interval(f.sync_score_from, f.block_above),
+            anything,
+            Route.SYNC_REVIEW,
+            "high risk: merchant hold",
+        ),
+        DecisionRule(
+            Interval(f.block_above, 1.0, lo_closed=False),
+            anything,
+            Route.AUTO_BLOCK,
+            "above the review band",
+        ),
+    ]
+
+
+def _generic_table(g: GenericRules) -> list[DecisionRule]:
+    below_sync = Interval(0.0, g.sync_risk_from, hi_closed=False)
+    confident = Interval(g.async_confidence_below, 1.0)
+    return [
+        DecisionRule(
+            Interval(g.sync_risk_from, 1.0), Interval(0.0, 1.0), Route.SYNC_REVIEW, "high risk"
+        ),
+        DecisionRule(
+            below_sync,
+            Interval(0.0, g.sync_confidence_below, hi_closed=False),
+            Route.SYNC_REVIEW,
+            "low confidence",
+        ),
+        DecisionRule(
+            below_sync,
+            Interval(g.sync_confidence_below, g.async_confidence_below, hi_closed=False),
+            Route.ASYNC_REVIEW,
+            "medium confidence",
+        ),
+        DecisionRule(
+            Interval(g.async_risk_above, g.sync_risk_from, False, False),
+            confident,
+            Route.ASYNC_REVIEW,
+            "medium risk",
+        ),
+        DecisionRule(
+            Interval(0.0, g.async_risk_above), confident, Route.AUTO_ALLOW, "low risk, confident"
+        ),
+    ]
+
+
+def _le(closed: bool) -> str:
+    return "≤" if closed else "<"

@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     labelstudio_token: str = "f7a1c0de5eed0a11ce0ffee0fab1ed0c0ffee123"
     labelstudio_username: str = "admin@fraudloop.local"
     labelstudio_password: str = "fraudloop-admin"
+    labelstudio_project_prefix: str = Field("fraudloop", description="Title prefix of the queues")
+    webhook_url: str | None = Field(
+        None, description="Where Label Studio posts annotations (fraudloop's API); None: sync only"
+    )
+    webhook_secret: str = Field(
+        "change-me-webhook-secret", description="Shared secret Label Studio sends with webhooks"
+    )
     labelstudio_venv: Path = Path(".services/labelstudio-venv")
     seed: int = 7
 
@@ -59,3 +66,22 @@ class Settings(BaseSettings):
 @cache
 def get_settings() -> Settings:
     return Settings()
+
+
+PROCESS_DEFAULTS = {
+    # no usage data leaves the machine (MLflow and Prefect report by default)
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    # the ephemeral Prefect server needs more than its default 20 s on a busy 2-core machine
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+}
+
+
+def apply_process_defaults() -> None:
+    """Set the third-party switches above unless the environment already chose."""
+    import os
+
+    for key, value in PROCESS_DEFAULTS.items():
+        os.environ.setdefault(key, value)

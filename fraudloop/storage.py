@@ -30,8 +30,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-_MAX_PARAMS = 30_000  # below SQLite's and PostgreSQL's bound-parameter limits
-
 
 class Base(DeclarativeBase):
     pass
@@ -93,6 +91,26 @@ class ReviewTask(Base):
     ls_project_id: Mapped[int | None] = mapped_column(Integer)
     ls_task_id: Mapped[int | None] = mapped_column(Integer)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # review tiers (fraudloop.tiers): origin, who decided how, why it left its queue, and the
+    # change Label Studio still has to be told about (None when in step)
+    parent_case_id: Mapped[str | None] = mapped_column(String(96))
+    decision: Mapped[str | None] = mapped_column(String(32))
+    reviewer: Mapped[str | None] = mapped_column(String(128))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    annotation_id: Mapped[int | None] = mapped_column(Integer)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    ls_patch: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    __table_args__ = (Index("ix_review_tasks_queue_status", "queue", "status"),)
+
+
+class Reviewer(Base):
+    """A Label Studio user fraudloop created, with the role that decides which tiers it may work."""
+
+    __tablename__ = "reviewers"
+    email: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    ls_user_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Label(Base):
@@ -109,7 +127,11 @@ class Label(Base):
 
 
 class AuditEvent(Base):
-    """Append-only record of every decision change, promotion and alert (SPEC audit fields)."""
+    """Append-only record of every decision change, promotion and alert (SPEC audit fields).
+
+    Hash-chained in `seq` order (see `fraudloop.audit`); `prev_hash` is unique so two writers
+    can never fork the chain from the same event, whatever the locking.
+    """
 
     __tablename__ = "audit_events"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -127,6 +149,9 @@ class AuditEvent(Base):
     review_rationale: Mapped[str | None] = mapped_column(Text)
     sla_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("prev_hash", name="uq_audit_events_prev_hash"),)
 
 
 class Quarantine(Base):
@@ -159,20 +184,21 @@ def migrate(url: str) -> None:
 
 
 def insert_ignore(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> int:
-    """Insert rows, skipping any that collide on a unique key; returns how many were new."""
+    """Insert rows, skipping any that collide on a unique key; returns how many were new.
+
+    Rows go in primary-key order when they carry their key, so concurrent writers with
+    overlapping batches wait on each other in one order and never deadlock.
+    """
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = model.__table__
     key = list(table.primary_key.columns)[0]
-    chunk = max(1, _MAX_PARAMS // len(rows[0]))
-    new = 0
-    for start in range(0, len(rows), chunk):
-        part = list(rows[start : start + chunk])
-        stmt = insert(table).values(part).on_conflict_do_nothing().returning(key)
-        new += len(session.execute(stmt).all())
-    return new
+    if key.name in rows[0]:
+        rows = sorted(rows, key=lambda row: row[key.name])
+    stmt = insert(table).on_conflict_do_nothing().returning(key)
+    return len(session.execute(stmt, list(rows)).all())
 
 
 def read_frame(session: Session, stmt: Any) -> pd.DataFrame:

@@ -1,22 +1,24 @@
 """Shared fixtures: databases on SQLite and PostgreSQL, quiet third-party telemetry."""
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from fraudloop.settings import apply_process_defaults
 from fraudloop.storage import migrate
 
 PG_ADMIN_URL = os.environ.get(
     "FRAUDLOOP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+apply_process_defaults()
+# Prefect's ephemeral API keeps its database here: reused across runs (first start migrates, ~20 s).
+os.environ.setdefault("PREFECT_HOME", str(Path(tempfile.gettempdir()) / "fraudloop-test-prefect"))
 
 
 @pytest.fixture

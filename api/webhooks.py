@@ -1,0 +1,103 @@
+"""Label Studio webhooks: a reviewer's answer reaches the decision store within a second.
+
+Label Studio calls this inside the reviewer's own request (1 s timeout, no retry, no signature),
+so the handler checks the shared secret, applies the answer through the same path as the
+reconciliation pass (`labeling.reconcile.apply_annotation`: idempotent, validated, audited) and
+answers at once; telling Label Studio about a returned or closed task happens after the response.
+A webhook that never arrives is picked up by `fraudloop sync`.
+"""
+
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Request
+from sqlalchemy import select
+
+from fraudloop.errors import ServiceUnavailable
+from fraudloop.policy import Policy, load_policy
+from fraudloop.settings import Settings
+from fraudloop.storage import Reviewer, migrate, open_session
+from labeling.client import LabelStudioClient, connect
+from labeling.escalation import push_patches
+from labeling.reconcile import apply_annotation
+from labeling.sync import user_emails
+from labeling.webhook import author_id, payload_record
+
+router = APIRouter(tags=["labeling"])
+
+
+@dataclass
+class _Context:
+    """What the handler needs, built on first use (nothing happens when the app is created)."""
+
+    settings: Settings
+
+    @cached_property
+    def policy(self) -> Policy:
+        return load_policy(self.settings.policy_file)
+
+    @cached_property
+    def db_url(self) -> str:
+        migrate(self.settings.database_url)
+        return self.settings.database_url
+
+    @cached_property
+    def client(self) -> LabelStudioClient:
+        return connect(self.settings.labelstudio_url, self.settings.labelstudio_token, timeout=10)
+
+    @cached_property
+    def emails(self) -> dict[int, str]:
+        return {}
+
+
+def _context(request: Request) -> _Context:
+    state = request.app.state
+    if getattr(state, "labelstudio_webhook", None) is None:
+        state.labelstudio_webhook = _Context(state.settings)
+    return state.labelstudio_webhook
+
+
+@router.post("/v1/webhooks/labelstudio")
+def labelstudio_webhook(
+    payload: dict[str, Any],
+    request: Request,
+    background: BackgroundTasks,
+    x_fraudloop_secret: Annotated[str | None, Header()] = None,
+) -> dict[str, str]:
+    """Apply the annotation a Label Studio webhook carries; repeating a delivery changes nothing."""
+    ctx = _context(request)
+    expected = ctx.settings.webhook_secret.encode()
+    if not hmac.compare_digest((x_fraudloop_secret or "").encode(), expected):
+        raise HTTPException(status_code=401, detail="missing or wrong X-Fraudloop-Secret header")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with open_session(ctx.db_url) as session, session.begin():
+        record = payload_record(payload, _emails(ctx, session, author_id(payload)))
+        if record is None:
+            return {"outcome": "ignored"}
+        outcome = apply_annotation(session, record, now, ctx.policy)
+    if outcome in ("invalid", "returned", "escalated"):
+        background.add_task(_mirror, ctx)
+    return {"outcome": outcome, "case_id": record.case_id}
+
+
+def _emails(ctx: _Context, session: Any, user_id: int | None) -> dict[int, str]:
+    """Author e-mails: fraudloop's reviewers first, Label Studio's user list for the others."""
+    if user_id is None or user_id in ctx.emails:
+        return ctx.emails
+    known = session.execute(select(Reviewer.ls_user_id, Reviewer.email)).tuples()
+    ctx.emails.update({uid: email for uid, email in known if uid is not None})
+    if user_id not in ctx.emails:
+        try:
+            ctx.emails.update(user_emails(ctx.client))
+        except ServiceUnavailable as exc:  # Label Studio answers our webhook, so rarely
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
+    return ctx.emails
+
+
+def _mirror(ctx: _Context) -> None:
+    """After the response, so Label Studio has committed the annotation we may delete."""
+    with open_session(ctx.db_url) as session, session.begin():
+        push_patches(session, ctx.client)

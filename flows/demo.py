@@ -1,0 +1,136 @@
+"""The whole loop over a few simulated days: the embedded default a new user runs first.
+
+A simulated world (fraudloop.simulator) stands in for the card network, the chargeback feed and
+the reviewers; everything else is the real thing: Label Studio, the MLflow registry, Prefect
+flow runs, the decision store. Reviewers answer through Label Studio's API as a person would.
+"""
+
+import random
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.chargebacks import chargeback_flow
+from flows.monitor import monitor_flow
+from flows.retrain import retrain_flow
+from flows.runtime import Runtime, runtime
+from flows.score import score_flow
+from flows.sync import sync_flow
+from flows.train import train_flow
+from fraudloop.policy import REVIEW_ROUTES
+from fraudloop.settings import get_settings
+from fraudloop.simulator import SimulationConfig, simulate
+from fraudloop.storage import open_session
+from labeling import server
+from labeling.projects import delete_projects
+from labeling.reviewer_sim import review_pending
+from monitoring.summary import loop_summary
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    customers: int = 1500
+    terminals: int = 3000
+    history_days: int = 35  # simulated days before live scoring: training window + label delay
+    live_days: int = 4
+    batches_per_day: int = 4
+    reviewer_error_rate: float = 0.05
+    review_lag_minutes: int = 20  # how long after a batch the reviewers' answers are synced
+    drift: float = 0.5  # injected from the second live day on, so the drift report has a story
+    malformed_per_batch: int = 1
+    seed: int = 7
+
+
+@task(cache_policy=NO_CACHE)
+def prepare(rt: Runtime, config: DemoConfig, fresh: bool) -> tuple[Path, datetime]:
+    """Start Label Studio, reset state if asked, and write the simulated world."""
+    s = rt.settings
+    server.start(
+        s.labelstudio_venv,
+        s.labelstudio_data_dir,
+        host=s.labelstudio_host,
+        port=s.labelstudio_port,
+        username=s.labelstudio_username,
+        password=s.labelstudio_password,
+        token=s.labelstudio_token,
+    )
+    if fresh:
+        delete_projects(rt.labelstudio(), s.labelstudio_project_prefix)
+    cfg = SimulationConfig(
+        n_customers=config.customers,
+        n_terminals=config.terminals,
+        days=config.history_days + config.live_days,
+        seed=config.seed,
+        drift=config.drift,
+        drift_start_day=config.history_days + 1,
+    )
+    world = simulate(cfg)
+    path = s.home / "data" / "world.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    world.to_parquet(path, index=False)
+    return path, cfg.start + timedelta(days=config.history_days)
+
+
+def case_truth(source: Path) -> dict[str, int]:
+    """What the simulated reviewers know: each review case's ground truth, by case id."""
+    frame = pd.read_parquet(source, columns=["transaction_id", "is_fraud"])
+    return {
+        f"{tx}:{queue.value}": int(fraud)
+        for tx, fraud in zip(frame["transaction_id"], frame["is_fraud"], strict=True)
+        for queue in REVIEW_ROUTES
+    }
+
+
+@task(cache_policy=NO_CACHE)
+def reviewers_work(rt: Runtime, truth: dict[str, int], error_rate: float, seed: int) -> int:
+    """Simulated analysts work every queue through the Label Studio API."""
+    client = rt.labelstudio()
+    rng = random.Random(seed)
+    return sum(
+        review_pending(client, pid, truth, error_rate, rng, limit=1000)
+        for pid in rt.projects(client).values()
+    )
+
+
+@flow(name="demo")
+def demo_flow(config: DemoConfig, fresh: bool = True) -> dict[str, Any]:
+    """Train, then score/review/sync day by day, retrain, monitor; returns the summary."""
+    settings = get_settings()
+    if fresh:
+        for name in ("fraudloop.db", "mlflow.db", "mlartifacts", "reports", "data"):
+            target = settings.home / name
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(
+                missing_ok=True
+            )
+    rt = runtime(settings)
+    log = get_run_logger()
+    source, live_start = prepare(rt, config, fresh)
+    truth = case_truth(source)
+    step = timedelta(days=1) / config.batches_per_day
+    trained = [train_flow(source, live_start)]
+    last_chargebacks = live_start
+    for day in range(config.live_days):
+        for b in range(config.batches_per_day):
+            start = live_start + day * timedelta(days=1) + b * step
+            result = score_flow(
+                source, start, start + step, inject_malformed=config.malformed_per_batch
+            )
+            answered = reviewers_work(
+                rt, truth, config.reviewer_error_rate, config.seed + day * 100 + b
+            )
+            sync_flow(start + step + timedelta(minutes=config.review_lag_minutes))
+            log.info("day %d batch %d: %s, %d reviewed", day + 1, b + 1, result, answered)
+        now = live_start + timedelta(days=day + 1)
+        chargeback_flow(source, now, since=last_chargebacks)
+        last_chargebacks = now
+    end = live_start + timedelta(days=config.live_days)
+    trained.append(retrain_flow(end))
+    monitoring = monitor_flow(end)
+    with open_session(rt.db_url) as s:
+        return {**loop_summary(s, settings, trained, monitoring), "trained": trained}

@@ -1,0 +1,45 @@
+"""What every flow needs, built from the one settings object: policy, database, services."""
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from fraudloop.policy import Policy, load_policy
+from fraudloop.settings import Settings, get_settings
+from fraudloop.storage import migrate
+from labeling.client import LabelStudioClient, connect
+from labeling.projects import ensure_projects
+from labeling.webhook import ensure_webhooks
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+
+    @cached_property
+    def policy(self) -> Policy:
+        return load_policy(self.settings.policy_file)
+
+    @property
+    def db_url(self) -> str:
+        return self.settings.database_url
+
+    def labelstudio(self) -> LabelStudioClient:
+        s = self.settings
+        return connect(s.labelstudio_url, s.labelstudio_token)
+
+    def projects(self, client: LabelStudioClient) -> dict[str, int]:
+        """One project per policy queue (Tier 1 sync/async, second sign-off, Tier 2)."""
+        s = self.settings
+        queues = {name: q.description for name, q in self.policy.queues.items()}
+        ids = ensure_projects(client, list(queues), s.labelstudio_project_prefix, queues)
+        if s.webhook_url:
+            ensure_webhooks(client, ids.values(), s.webhook_url, s.webhook_secret)
+        return ids
+
+
+def runtime(settings: Settings | None = None) -> Runtime:
+    """The runtime for a flow run; migrates the store so a fresh home just works."""
+    rt = Runtime(settings or get_settings())
+    rt.settings.home.mkdir(parents=True, exist_ok=True)
+    migrate(rt.db_url)
+    return rt

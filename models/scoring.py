@@ -1,0 +1,56 @@
+"""The only way labeling, monitoring and flows use the model: load by alias, predict."""
+
+import json
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from fraudloop.errors import FraudloopError
+from fraudloop.settings import Settings
+
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """A registered model version, with the name/version/alias recorded on every decision."""
+
+    name: str
+    version: int
+    alias: str
+    features: list[str]
+    pyfunc: mlflow.pyfunc.PyFuncModel
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """score (calibrated probability), confidence, reasons (list of 3 dicts), per row."""
+        out = pd.DataFrame(self.pyfunc.predict(features[self.features])).set_axis(features.index)
+        out["reasons"] = [json.loads(r) for r in out["reasons"]]
+        return out[["score", "confidence", "reasons"]]
+
+
+def load_model(tracking_uri: str, name: str, alias: str = CHAMPION) -> ScoringModel:
+    """The version behind `alias`, loaded from its artifact location (no global MLflow state)."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise FraudloopError(
+            f"MLflow registry at {tracking_uri}: model '{name}' has no version with alias "
+            f"'{alias}'. Train and promote a model first (fraudloop train)."
+        ) from exc
+    uri = client.get_model_version_download_uri(name, version.version)
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    return ScoringModel(
+        name=name,
+        version=int(version.version),
+        alias=alias,
+        features=pyfunc.metadata.get_input_schema().input_names(),
+        pyfunc=pyfunc,
+    )
+
+
+def load_champion(settings: Settings) -> ScoringModel:
+    return load_model(settings.tracking_uri, settings.model_name, CHAMPION)

@@ -1,0 +1,75 @@
+"""Score a batch end to end as plain functions: the scoring flow and the online API share them.
+
+validate -> stored history -> features -> champion (+ SHAP) -> route -> decisions, audit, outbox.
+No Prefect here: a flow wraps these steps in tasks, an API calls them with a warm model.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from fraudloop import decisions, labels
+from fraudloop.decisions import ModelInfo
+from fraudloop.policy import Policy
+from fraudloop.schema import validate_batch
+from models.features import FeatureConfig, compute_features
+from models.scoring import ScoringModel
+
+
+@dataclass
+class BatchResult:
+    scored: int
+    new_decisions: int
+    rejected: int
+    fallback: bool
+
+
+def feature_config(policy: Policy) -> FeatureConfig:
+    return FeatureConfig(delay_days=policy.learning.chargeback_delay_days)
+
+
+def batch_features(session: Session, frame: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
+    """Features from the stored history of the batch's customers and terminals only."""
+    first, last = frame["tx_datetime"].min(), frame["tx_datetime"].max()
+    hist = labels.history(
+        session,
+        since=first - timedelta(days=cfg.history_days),
+        until=first,
+        customers=frame["customer_id"].unique(),
+        terminals=frame["terminal_id"].unique(),
+    )
+    return compute_features(hist, frame, labels.labels(session, known_before=last), cfg)
+
+
+def predict(
+    session: Session, model: ScoringModel | None, frame: pd.DataFrame, policy: Policy
+) -> tuple[pd.DataFrame | None, ModelInfo | None, str | None]:
+    """Scores and the model that made them; (None, None, error) means: use the fallback rules."""
+    if model is None:
+        return None, None, "no model loaded"
+    try:
+        scored = model.predict(batch_features(session, frame, feature_config(policy)))
+    except Exception as exc:  # a broken artifact must not stop decisions: fallback rules decide
+        return None, None, f"{type(exc).__name__}: {exc}"
+    return scored, ModelInfo(model.name, str(model.version)), None
+
+
+def score_batch(
+    session: Session,
+    records: list[dict[str, Any]],
+    model: ScoringModel | None,
+    policy: Policy,
+    now: datetime,
+) -> BatchResult:
+    """The whole decision path for one batch, in the caller's transaction (idempotent)."""
+    frame, rejected = validate_batch(records)
+    decisions.quarantine(session, rejected, now)
+    if frame.empty:
+        return BatchResult(0, 0, len(rejected), fallback=False)
+    scored, info, _ = predict(session, model, frame, policy)
+    labels.add_transactions(session, frame)
+    new = decisions.save(session, decisions.build_decisions(frame, scored, policy, info, now))
+    return BatchResult(len(frame), new, len(rejected), fallback=scored is None)

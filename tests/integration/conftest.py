@@ -1,0 +1,47 @@
+"""A real Label Studio server for the integration tests, shared by the whole session.
+
+Set FRAUDLOOP_TEST_LS_DIR to keep its data dir between runs: the first start migrates a fresh
+database (about a minute), later starts take about ten seconds.
+"""
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fraudloop.settings import get_settings
+from labeling import server
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(url, token) of a running server; stopped, and checked stopped, at the end."""
+    reused = os.environ.get("FRAUDLOOP_TEST_LS_DIR")
+    data_dir = Path(reused) if reused else tmp_path_factory.mktemp("labelstudio")
+    server.stop(data_dir)  # a server left over by an interrupted run must not share the database
+    venv = get_settings().labelstudio_venv
+    port = _free_port()
+    server.start(
+        venv=venv if venv.is_absolute() else REPO / venv,
+        data_dir=data_dir,
+        host="127.0.0.1",
+        port=port,
+        username="reviewer@fraudloop.test",
+        password="integration-only",
+        token=TOKEN,
+    )
+    url = f"http://127.0.0.1:{port}"
+    yield url, TOKEN
+    assert server.stop(data_dir)
+    assert not server.is_up(url)

@@ -1,0 +1,73 @@
+"""Label Studio down during scoring: decisions are stored, review work waits and is delivered later."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from fraudloop.settings import PACKAGE_DIR, get_settings
+from fraudloop.simulator import SimulationConfig, simulate
+from fraudloop.storage import Decision, ReviewTask, open_session
+from labeling.client import connect
+from labeling.projects import delete_projects
+
+pytestmark = pytest.mark.integration
+
+DEAD_URL = "http://127.0.0.1:9"  # the discard port: nothing listens there
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, home: Path, url: str, token: str, policy: Path) -> None:
+    monkeypatch.setenv("FRAUDLOOP_HOME", str(home))
+    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_URL", url)
+    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_TOKEN", token)
+    monkeypatch.setenv("FRAUDLOOP_POLICY_FILE", str(policy))
+    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_PROJECT_PREFIX", "outbox-test")
+    get_settings.cache_clear()
+
+
+def test_review_tasks_survive_a_label_studio_outage(
+    labelstudio: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.score import score_flow
+    from flows.sync import sync_flow
+    from flows.train import train_flow
+
+    url, token = labelstudio
+    delete_projects(connect(url, token), "outbox-test")  # a reused server may hold an earlier run's
+    policy = yaml.safe_load((PACKAGE_DIR / "policy.yaml").read_text())
+    policy["fraud"].update(review_from=0.2, low_confidence_below=0.5)  # plenty of review work
+    policy_path = tmp_path / "policy.yaml"
+    policy_path.write_text(yaml.safe_dump(policy))
+    cfg = SimulationConfig(n_customers=400, n_terminals=800, days=32)
+    world = tmp_path / "world.parquet"
+    simulate(cfg).to_parquet(world, index=False)
+    live = cfg.start + timedelta(days=30)
+
+    _env(monkeypatch, tmp_path / "home", DEAD_URL, token, policy_path)
+    train_flow(world, live)
+    scored = score_flow(world, live, live + timedelta(days=1))
+    assert scored["outbox_error"] and scored["delivered"] == 0
+    db = get_settings().database_url
+    with open_session(db) as s:
+        decided = s.scalar(select(func.count()).select_from(Decision))
+        waiting = s.scalar(
+            select(func.count()).select_from(ReviewTask).where(ReviewTask.status == "pending")
+        )
+    assert decided == scored["scored"] > 0
+    assert waiting > 0
+
+    _env(monkeypatch, tmp_path / "home", url, token, policy_path)
+    synced = sync_flow(live + timedelta(days=1))
+    assert synced["delivered"] == waiting
+    assert synced["outbox_error"] is None
+    with open_session(db) as s:
+        statuses = dict(
+            s.execute(select(ReviewTask.status, func.count()).group_by(ReviewTask.status)).all()
+        )
+        ls_ids = s.scalars(select(ReviewTask.ls_task_id)).all()
+    assert statuses == {"delivered": waiting}
+    assert len(set(ls_ids)) == waiting and None not in ls_ids
+    again = sync_flow(live + timedelta(days=1))  # nothing is delivered twice
+    assert again["delivered"] == 0

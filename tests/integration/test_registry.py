@@ -1,0 +1,80 @@
+"""A real MLflow registry on SQLite: log, register, aliases, promotion, load and predict."""
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from fraudloop.errors import FraudloopError
+from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
+from models import registry
+from models.scoring import load_model
+from models.train import FraudModel, TrainParams, train_model
+from models.training_set import TrainingFrame, build_training_frame
+
+pytestmark = pytest.mark.integration
+NAME = "fraud-detector"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@pytest.fixture(scope="module")
+def trained() -> Iterator[tuple[FraudModel, TrainingFrame]]:
+    tx = simulate(SimulationConfig(n_customers=300, n_terminals=600, days=24, seed=9))
+    frame = build_training_frame(tx, chargeback_labels(tx, 7), datetime(2018, 4, 25), 17)
+    yield train_model(frame.X, frame.y, TrainParams(n_estimators=15)), frame
+
+
+def test_register_promote_and_score(
+    trained: tuple[FraudModel, TrainingFrame], tmp_path: Path
+) -> None:
+    model, frame = trained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def log(ap: float) -> int:
+        return registry.log_and_register(
+            model,
+            frame.X,
+            metrics={"average_precision": ap},
+            params={"n_estimators": 15},
+            data_window={"start": "2018-04-08", "end": "2018-04-25"},
+            tracking_uri=uri,
+            model_name=NAME,
+        )
+
+    with pytest.raises(FraudloopError, match="champion"):
+        load_model(uri, NAME)
+    assert registry.champion_version(NAME, tracking_uri=uri) is None
+
+    first = log(0.50)
+    result = registry.promote_if_better(NAME, first, 0.50, None, 0.0, tracking_uri=uri)
+    assert (result.promoted, result.champion_version) == (True, first)
+    assert (tmp_path / "mlartifacts").is_dir()
+
+    weaker = log(0.40)
+    result = registry.promote_if_better(NAME, weaker, 0.40, 0.50, 0.0, tracking_uri=uri)
+    assert not result.promoted
+    assert registry.champion_version(NAME, tracking_uri=uri) == first
+    assert registry.alias_version(NAME, registry.CHALLENGER, tracking_uri=uri) == weaker
+
+    stronger = log(0.60)
+    with pytest.raises(ValueError, match="holdout metric"):
+        registry.promote_if_better(NAME, stronger, 0.60, None, 0.0, tracking_uri=uri)
+    result = registry.promote_if_better(NAME, stronger, 0.60, 0.50, 0.05, tracking_uri=uri)
+    assert result.promoted and result.previous_champion == first
+    assert registry.champion_version(NAME, tracking_uri=uri) == stronger
+    assert registry.alias_version(NAME, registry.CHALLENGER, tracking_uri=uri) is None
+
+    scoring = load_model(uri, NAME)
+    assert (scoring.name, scoring.version, scoring.alias) == (NAME, stronger, "champion")
+    out = scoring.predict(frame.X.tail(4))
+    assert list(out.columns) == ["score", "confidence", "reasons"]
+    assert out.index.equals(frame.X.tail(4).index)
+    assert out["score"].between(0, 1).all()
+    assert (out["confidence"] >= 0.5).all()
+    assert all(len(r) == 3 and isinstance(r[0]["text"], str) for r in out["reasons"])
+    assert out["score"].tolist() == pytest.approx(model.predict_proba(frame.X.tail(4)).tolist())
