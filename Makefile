@@ -20,9 +20,10 @@ test: install ## the whole suite: unit, data, model, integration (real Label Stu
 test-fast: install ## without the integration tests
 	$(UV) run pytest -q -m "not integration"
 
-lint:
+lint: install ## ruff (lint + format) and mypy
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run mypy fraudloop models labeling monitoring flows api
 
 up: install
 	$(UV) run fraudloop up

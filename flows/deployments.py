@@ -19,7 +19,7 @@ from fraudloop.policy import Policy
 def deployments(policy: Policy, chargeback_source: Path) -> list[RunnerDeployment]:
     """Label sync, chargeback intake, retraining and the QA/drift report, each on its schedule."""
     s = policy.schedules
-    return [
+    made = [
         sync_flow.to_deployment(name="sync-reviews", interval=timedelta(minutes=s.sync_minutes)),
         chargeback_flow.to_deployment(
             name="chargebacks",
@@ -29,3 +29,4 @@ def deployments(policy: Policy, chargeback_source: Path) -> list[RunnerDeploymen
         retrain_flow.to_deployment(name="retrain", cron=s.retrain_cron),
         monitor_flow.to_deployment(name="qa-report", cron=s.report_cron),
     ]
+    return [d for d in made if isinstance(d, RunnerDeployment)]  # sync calls: never coroutines

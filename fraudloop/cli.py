@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fraudloop import cli_review
 from fraudloop.cli_policy import policy_app
 from fraudloop.errors import FraudloopError
 from fraudloop.settings import apply_process_defaults, get_settings
@@ -177,6 +178,22 @@ def up() -> None:
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+) -> None:
+    """Online API: POST /v1/score, decision reads, /healthz and /readyz (OpenAPI at /docs)."""
+    import uvicorn
+
+    from api.app import create_app
+    from fraudloop.storage import migrate
+
+    settings = get_settings()
+    _run(migrate, settings.database_url)
+    uvicorn.run(_run(create_app, settings), host=host, port=port, log_level="info")
+
+
+@app.command()
 def down() -> None:
     """Stop the Label Studio server."""
     from labeling import server
@@ -200,6 +217,7 @@ audit_app = typer.Typer(
     help="Compliance: verify the tamper-evident audit trail, export it.", no_args_is_help=True
 )
 app.add_typer(audit_app, name="audit")
+app.add_typer(cli_review.app, name="reviewers")
 
 
 @audit_app.command("verify")

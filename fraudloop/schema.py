@@ -1,7 +1,7 @@
 """The transaction schema checked at the door; bad records are rejected, never dropped silently."""
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import pandas as pd
@@ -11,6 +11,7 @@ from pydantic import (
     Field,
     StrictStr,
     ValidationError,
+    field_validator,
 )
 
 TRANSACTION_COLUMNS = [
@@ -24,20 +25,34 @@ TRANSACTION_COLUMNS = [
     "ip_address",
 ]
 
+ID_LENGTH = 64  # the store's key columns are String(64)
+# pandas' nanosecond timestamps end in 2262; features look 37 days back from each transaction
+EARLIEST, LATEST = datetime(1970, 1, 1), datetime(2200, 1, 1)
+
 
 class Transaction(BaseModel):
     """One incoming card transaction; unknown fields are an error, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
 
-    transaction_id: Annotated[StrictStr, Field(min_length=1)]
+    transaction_id: Annotated[StrictStr, Field(min_length=1, max_length=ID_LENGTH)]
     tx_datetime: datetime
-    customer_id: Annotated[StrictStr, Field(min_length=1)]
-    terminal_id: Annotated[StrictStr, Field(min_length=1)]
+    customer_id: Annotated[StrictStr, Field(min_length=1, max_length=ID_LENGTH)]
+    terminal_id: Annotated[StrictStr, Field(min_length=1, max_length=ID_LENGTH)]
     amount: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
     card_number: StrictStr | None = None
     email: StrictStr | None = None
     ip_address: StrictStr | None = None
+
+    @field_validator("tx_datetime")
+    @classmethod
+    def _naive_utc(cls, value: datetime) -> datetime:
+        """Stored times are naive UTC; offsets are converted, not dropped."""
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        if not EARLIEST <= value < LATEST:
+            raise ValueError(f"must be from {EARLIEST:%Y-%m-%d} and before {LATEST:%Y-%m-%d}")
+        return value
 
 
 class Rejection(BaseModel):

@@ -2,12 +2,21 @@
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class ApiKey(BaseModel):
+    """One API client: only the SHA-256 of its key is configured (keys are random, not passwords)."""
+
+    name: str
+    role: Literal["scorer", "reviewer", "senior", "data_scientist", "admin"]
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
 
 
 class Settings(BaseSettings):
@@ -33,6 +42,12 @@ class Settings(BaseSettings):
     )
     labelstudio_venv: Path = Path(".services/labelstudio-venv")
     seed: int = 7
+    api_keys: list[ApiKey] = Field([], description="JSON list of {name, role, sha256}")
+    api_keys_file: Path | None = Field(None, description="JSON file with the same list")
+    api_max_batch: int = Field(1000, gt=0, description="Transactions per POST /v1/score")
+    model_refresh_seconds: float = Field(
+        30.0, gt=0, description="How often the API checks where the champion alias points"
+    )
 
     @property
     def database_url(self) -> str:

@@ -123,7 +123,7 @@ def _draw_transactions(
     )
 
     mean, std = customers["mean_amount"][customer], customers["std_amount"][customer]
-    amount = rng.normal(mean, std)
+    amount: np.ndarray = rng.normal(mean, std)
     amount = np.where(amount < 0, rng.uniform(0, 2 * mean), amount)
     drifted = day >= cfg.drift_start_day
     amount = np.round(np.where(drifted, amount * (1 + cfg.drift), amount), 2)
@@ -146,8 +146,8 @@ def _compromised(
     for day in range(cfg.days):
         scale = 1 + cfg.drift if day >= cfg.drift_start_day else 1.0
         picked = rng.choice(n_entities, size=min(n_entities, round(per_day * scale)), replace=False)
-        np.add.at(delta, (picked, day), 1)
-        np.add.at(delta, (picked, day + duration), -1)
+        delta[picked, day] += 1  # picked ids are distinct, so plain fancy indexing adds once each
+        delta[picked, day + duration] -= 1
     return np.cumsum(delta, axis=1)[:, : cfg.days] > 0
 
 

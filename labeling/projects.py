@@ -95,11 +95,10 @@ def _stored_id(value: int | None) -> int:
 
 def delete_projects(client: LabelStudioClient, title_prefix: str = "fraudloop") -> int:
     """Remove fraudloop's queues (a fresh demo starts from empty queues); returns how many."""
-    doomed = [
-        p
-        for p in client.sdk.projects.list(title=title_prefix, page_size=100)
-        if p.title.startswith(title_prefix)
-    ]
+    found: list[AllRolesProjectList] = list(
+        client.sdk.projects.list(title=title_prefix, page_size=100)
+    )
+    doomed = [p for p in found if (p.title or "").startswith(title_prefix)]
     for project in doomed:
         client.sdk.projects.delete(id=_stored_id(project.id))
     return len(doomed)

@@ -11,22 +11,23 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from models.explain import MODEL_ARTIFACT, TEXTS_FILE, predict_frame
 from models.train import FraudModel
 
 
-class FraudPyfunc(mlflow.pyfunc.PythonModel):
+class FraudPyfunc(PythonModel):
     """predict(FEATURE_COLUMNS) -> score, confidence, reasons (JSON list of 3 dicts)."""
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         directory = Path(context.artifacts[MODEL_ARTIFACT])
         self.model = FraudModel.load(directory)
         self.texts = json.loads((directory / TEXTS_FILE).read_text())
 
     def predict(
         self,
-        context: mlflow.pyfunc.PythonModelContext,
+        context: PythonModelContext,
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:

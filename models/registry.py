@@ -172,7 +172,7 @@ def registry_summary(name: str, *, tracking_uri: str) -> dict[str, int | str | N
     """Versions registered, versions that ever became champion (audited), current champion."""
     client = _client(tracking_uri)
     try:
-        versions = client.search_model_versions(f"name='{name}'")
+        versions = list(client.search_model_versions(f"name='{name}'"))
     except MlflowException:
         versions = []
     champion = champion_version(name, tracking_uri=tracking_uri) if versions else None

@@ -3,9 +3,10 @@
 import json
 from dataclasses import dataclass
 
-import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel
+from mlflow.pyfunc import load_model as load_model_from
 from mlflow.tracking import MlflowClient
 
 from fraudloop.errors import FraudloopError
@@ -22,7 +23,7 @@ class ScoringModel:
     version: int
     alias: str
     features: list[str]
-    pyfunc: mlflow.pyfunc.PyFuncModel
+    pyfunc: PyFuncModel
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """score (calibrated probability), confidence, reasons (list of 3 dicts), per row."""
@@ -42,7 +43,7 @@ def load_model(tracking_uri: str, name: str, alias: str = CHAMPION) -> ScoringMo
             f"'{alias}'. Train and promote a model first (fraudloop train)."
         ) from exc
     uri = client.get_model_version_download_uri(name, version.version)
-    pyfunc = mlflow.pyfunc.load_model(uri)
+    pyfunc = load_model_from(uri)
     return ScoringModel(
         name=name,
         version=int(version.version),

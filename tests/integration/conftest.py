@@ -25,10 +25,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(url, token) of a running server; stopped, and checked stopped, at the end."""
+def labelstudio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session server's data dir (tests that restart it need it)."""
     reused = os.environ.get("FRAUDLOOP_TEST_LS_DIR")
-    data_dir = Path(reused) if reused else tmp_path_factory.mktemp("labelstudio")
+    return Path(reused) if reused else tmp_path_factory.mktemp("labelstudio")
+
+
+@pytest.fixture(scope="session")
+def labelstudio(labelstudio_dir: Path) -> Iterator[tuple[str, str]]:
+    """(url, token) of a running server; stopped, and checked stopped, at the end."""
+    data_dir = labelstudio_dir
     server.stop(data_dir)  # a server left over by an interrupted run must not share the database
     venv = get_settings().labelstudio_venv
     port = _free_port()

@@ -1,0 +1,96 @@
+"""The champion kept warm in the API process, swapped when the `champion` alias moves.
+
+A request never waits for the registry: at most one request every `refresh_seconds` asks where
+the alias points (others keep scoring with the model in hand) and loads a new version if it
+moved. A registry outage keeps the loaded model; with no model at all, decisions use the
+policy's fallback rules and say so.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fraudloop.settings import Settings
+from models.registry import CHAMPION, alias_version
+from models.scoring import ScoringModel, load_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str | None
+    version: int | None
+    fallback: bool
+    error: str | None
+
+
+class ModelHolder:
+    def __init__(
+        self,
+        load: Callable[[], ScoringModel],
+        alias_version: Callable[[], int | None],
+        refresh_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load, self._alias_version = load, alias_version
+        self._refresh_seconds, self._clock = refresh_seconds, clock
+        self._lock = threading.Lock()
+        self._checked_at: float | None = None
+        self.model: ScoringModel | None = None
+        self.error: str | None = None
+
+    def current(self) -> ScoringModel | None:
+        """The model to score with now (None: fallback rules); refreshes when it is time."""
+        due = self._checked_at is None or (
+            self._clock() - self._checked_at >= self._refresh_seconds
+        )
+        if due and self._lock.acquire(blocking=False):
+            try:
+                self._refresh()
+            finally:
+                self._lock.release()
+        return self.model
+
+    def refresh_now(self) -> ModelStatus:
+        with self._lock:
+            self._refresh()
+        return self.status()
+
+    def status(self) -> ModelStatus:
+        model = self.model
+        return ModelStatus(
+            name=model.name if model else None,
+            version=model.version if model else None,
+            fallback=model is None,
+            error=self.error,
+        )
+
+    def _refresh(self) -> None:
+        self._checked_at = self._clock()
+        try:
+            version = self._alias_version()
+            if version is None:
+                self.model, self.error = None, "no champion in the registry"
+            elif self.model is None or self.model.version != version:
+                self.model = self._load()
+                self.error = None
+                log.info("serving %s v%s", self.model.name, self.model.version)
+        except Exception as exc:  # registry down or bad artifact: keep what we have
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("champion refresh failed, %s: %s", self._mode(), self.error)
+
+    def _mode(self) -> str:
+        return "keeping the loaded model" if self.model else "deciding with fallback rules"
+
+
+def champion_holder(settings: Settings) -> ModelHolder:
+    """The registry's `champion`, checked every `settings.model_refresh_seconds`."""
+    uri, name = settings.tracking_uri, settings.model_name
+    return ModelHolder(
+        load=lambda: load_model(uri, name, CHAMPION),
+        alias_version=lambda: alias_version(name, CHAMPION, tracking_uri=uri),
+        refresh_seconds=settings.model_refresh_seconds,
+    )

@@ -1,0 +1,274 @@
+"""`POST /v1/score` and decision reads: the online face of `models.serving.score_batch`.
+
+A transaction id is scored once: a retry (same id, same transaction) returns the stored
+decision, marked `replayed`; the same id with a different amount or time is a 409. Bad input is
+a 4xx naming the record, the field and the problem, and the bad records go to quarantine.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, NoReturn
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.auth import Permission, Principal, require
+from fraudloop.decisions import quarantine
+from fraudloop.policy import Route
+from fraudloop.schema import ID_LENGTH, Rejection, Transaction, validate_record
+from fraudloop.storage import AuditEvent, Decision, open_session
+from models.serving import score_batch
+
+router = APIRouter(prefix="/v1", tags=["decisions"])
+
+ACTION = {Route.AUTO_ALLOW: "allow", Route.AUTO_BLOCK: "block"}  # review routes: "review"
+
+
+class Reason(BaseModel):
+    feature: str
+    value: float
+    contribution: float
+    text: str
+
+
+class ScoredTransaction(BaseModel):
+    """What the payment flow acts on (`decision`) and why, with the versions that decided."""
+
+    transaction_id: str
+    decision: Literal["allow", "block", "review"]
+    route: Route
+    recommendation: str
+    final_decision: str | None
+    score: float | None
+    confidence: float | None
+    reasons: list[Reason]
+    fallback: bool
+    model_name: str | None
+    model_version: str | None
+    policy_version: str
+    decided_at: datetime
+    replayed: bool
+
+
+class StoredDecision(ScoredTransaction):
+    """A decision as reviewers see it: redacted snapshot and the review, if any."""
+
+    input_snapshot: dict[str, Any]
+    reviewer: str | None
+    review_rationale: str | None
+    reviewed_at: datetime | None
+
+
+def _request_schema() -> dict[str, Any]:
+    one = Transaction.model_json_schema()
+    many = {"type": "array", "items": one, "minItems": 1}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"anyOf": [one, many]}}},
+        }
+    }
+
+
+@router.post(
+    "/score",
+    tags=["scoring"],
+    response_model=ScoredTransaction | list[ScoredTransaction],
+    openapi_extra=_request_schema(),
+    responses={
+        401: {"description": "no or unknown API key"},
+        403: {"description": "the key's role may not score"},
+        409: {"description": "a transaction id was already decided with other values"},
+        422: {"description": "bad input: record index, field and problem"},
+    },
+)
+def score(
+    request: Request,
+    body: Annotated[Any, Body()],
+    _: Annotated[Principal, Depends(require(Permission.SCORE))],
+) -> ScoredTransaction | list[ScoredTransaction]:
+    """Decide one transaction (JSON object) or a batch (JSON array, at most
+    FRAUDLOOP_API_MAX_BATCH), idempotently by transaction id."""
+    state = request.app.state
+    url = state.settings.database_url
+    records = _records(body, state.settings.api_max_batch)
+    valid = _validated(url, records)
+    ids = [t.transaction_id for t in valid]
+    with open_session(url) as session, session.begin():
+        seen = _stored(session, ids)
+        _check_same(valid, seen)
+        fresh = [r for r, t in zip(records, valid, strict=True) if t.transaction_id not in seen]
+        if fresh:
+            score_batch(session, fresh, state.models.current(), state.policy, _now())
+        stored = _stored(session, ids)
+    out = [_answer(stored[i], i in seen) for i in ids]
+    return out if isinstance(body, list) else out[0]
+
+
+@router.get(
+    "/decisions/{transaction_id}",
+    response_model=StoredDecision,
+    responses={404: {"description": "no decision for this transaction id"}},
+)
+def get_decision(
+    request: Request,
+    transaction_id: Annotated[str, Path(min_length=1, max_length=ID_LENGTH)],
+    _: Annotated[Principal, Depends(require(Permission.READ_DECISION))],
+) -> StoredDecision:
+    """The stored decision (sensitive fields redacted) and its review."""
+    with open_session(request.app.state.settings.database_url) as session:
+        row = session.get(Decision, transaction_id)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision for {transaction_id}")
+        return StoredDecision(
+            **_answer(row, replayed=True).model_dump(),
+            input_snapshot=row.input_snapshot,
+            reviewer=row.reviewer,
+            review_rationale=row.review_rationale,
+            reviewed_at=row.reviewed_at,
+        )
+
+
+@router.get(
+    "/decisions/{transaction_id}/audit",
+    responses={404: {"description": "no audit events for this transaction id"}},
+)
+def get_audit_trail(
+    request: Request,
+    transaction_id: Annotated[str, Path(min_length=1, max_length=ID_LENGTH)],
+    _: Annotated[Principal, Depends(require(Permission.READ_AUDIT))],
+) -> list[dict[str, Any]]:
+    """Every audit event of one transaction in chain order, with reviewer ids and rationales."""
+    stmt = (
+        select(AuditEvent)
+        .where(AuditEvent.transaction_id == transaction_id)
+        .order_by(AuditEvent.seq)
+    )
+    with open_session(request.app.state.settings.database_url) as session:
+        events = list(session.scalars(stmt))
+    if not events:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no audit events for {transaction_id}")
+    columns = [c.key for c in AuditEvent.__table__.columns]
+    return [{c: getattr(e, c) for c in columns} for e in events]
+
+
+def _records(body: Any, max_batch: int) -> list[dict[str, Any]]:
+    """The body as a list of JSON objects, or a 422 saying what shape was expected."""
+    records = body if isinstance(body, list) else [body]
+    if not records:
+        _unprocessable([{"field": "<body>", "problem": "empty batch"}])
+    if len(records) > max_batch:
+        _unprocessable(
+            [{"field": "<body>", "problem": f"{len(records)} transactions, at most {max_batch}"}]
+        )
+    bad = [
+        {"index": i, "field": "<record>", "problem": "must be a JSON object (a transaction)"}
+        for i, record in enumerate(records)
+        if not isinstance(record, dict)
+    ]
+    if bad:
+        _unprocessable(bad)
+    return records
+
+
+def _validated(url: str, records: list[dict[str, Any]]) -> list[Transaction]:
+    """Schema at the door: all or nothing, rejected records quarantined with their reason."""
+    results = [validate_record(r) for r in records]
+    rejected = [(i, r) for i, r in enumerate(results) if isinstance(r, Rejection)]
+    if rejected:
+        with open_session(url) as session, session.begin():
+            quarantine(session, [_storable(r) for _, r in rejected], _now())
+        _unprocessable(
+            [
+                {
+                    "index": i,
+                    "transaction_id": r.transaction_id,
+                    "field": r.field,
+                    "problem": r.problem,
+                }
+                for i, r in rejected
+            ]
+        )
+    valid = [r for r in results if isinstance(r, Transaction)]
+    ids = [t.transaction_id for t in valid]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        _unprocessable(
+            [
+                {
+                    "field": "transaction_id",
+                    "transaction_id": i,
+                    "problem": "repeated in this batch",
+                }
+                for i in repeated
+            ]
+        )
+    return valid
+
+
+def _storable(rejection: Rejection) -> Rejection:
+    """Quarantine columns are as wide as the store's ids; the full record is kept beside them."""
+    tx_id = rejection.transaction_id
+    return rejection.model_copy(
+        update={
+            "transaction_id": tx_id[:ID_LENGTH] if tx_id else None,
+            "field": rejection.field[:ID_LENGTH],
+        }
+    )
+
+
+def _stored(session: Session, ids: list[str]) -> dict[str, Decision]:
+    rows = session.scalars(select(Decision).where(Decision.transaction_id.in_(ids)))
+    return {row.transaction_id: row for row in rows}
+
+
+def _check_same(valid: list[Transaction], seen: dict[str, Decision]) -> None:
+    """A retry must be the same transaction: an id reused for another one is a client error."""
+    for t in valid:
+        row = seen.get(t.transaction_id)
+        if row is None:
+            continue
+        for field, ours, theirs in (
+            ("amount", round(t.amount, 6), round(row.amount, 6)),
+            ("tx_datetime", t.tx_datetime, row.tx_datetime),
+        ):
+            if ours != theirs:
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    detail=[
+                        {
+                            "transaction_id": t.transaction_id,
+                            "field": field,
+                            "problem": f"already decided with {field} {theirs}, got {ours}",
+                        }
+                    ],
+                )
+
+
+def _answer(row: Decision, replayed: bool) -> ScoredTransaction:
+    route = Route(row.route)
+    return ScoredTransaction(
+        transaction_id=row.transaction_id,
+        decision=ACTION.get(route, "review"),
+        route=route,
+        recommendation=row.recommendation,
+        final_decision=row.final_decision,
+        score=row.score,
+        confidence=row.confidence,
+        reasons=[Reason.model_validate(r) for r in row.reasons or []],
+        fallback=row.fallback,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        policy_version=row.policy_version,
+        decided_at=row.decided_at,
+        replayed=replayed,
+    )
+
+
+def _unprocessable(problems: list[dict[str, Any]]) -> NoReturn:
+    raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=problems)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)

@@ -1,0 +1,69 @@
+"""SLA sweep: overdue Tier 1 cases to Tier 2, Tier 3 paged, priorities aged, Label Studio told."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.runtime import Runtime, runtime
+from fraudloop.storage import open_session
+from fraudloop.tiers import SweepResult, sweep
+from labeling.escalation import PatchResult, push_patches
+from labeling.outbox import DeliveryResult, deliver_pending
+from monitoring.alerts import AlertSink, LogSink, WebhookSink
+from monitoring.paging import send_pages
+
+
+@task(cache_policy=NO_CACHE)
+def escalate_overdue(rt: Runtime, now: datetime) -> SweepResult:
+    with open_session(rt.db_url) as s, s.begin():
+        return sweep(s, rt.policy, now)
+
+
+@task(cache_policy=NO_CACHE)
+def page_tier3(rt: Runtime, result: SweepResult, sink: AlertSink, now: datetime) -> int:
+    with open_session(rt.db_url) as s, s.begin():
+        return send_pages(s, result.pages, sink, now)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 15])
+def mirror(rt: Runtime, now: datetime) -> tuple[DeliveryResult, PatchResult]:
+    """New Tier 2 / sign-off cases into their projects; closed and re-ranked tasks updated."""
+    try:
+        client = rt.labelstudio()
+        projects = rt.projects(client)
+    except Exception as exc:  # any outage: the store holds everything for the next sweep
+        get_run_logger().warning("Label Studio unavailable, changes wait in the store: %s", exc)
+        return DeliveryResult(error=str(exc)), PatchResult(error=str(exc))
+    esc = rt.policy.escalation
+    with open_session(rt.db_url) as s, s.begin():
+        delivered = deliver_pending(
+            s,
+            client,
+            projects,
+            rt.policy.review.micro_batch,
+            now,
+            similar_k=esc.similar_cases,
+            similar_pool=esc.similar_pool,
+        )
+    with open_session(rt.db_url) as s, s.begin():
+        return delivered, push_patches(s, client)
+
+
+@flow(name="sla-sweep")
+def sla_sweep_flow(now: datetime | None = None, page_url: str | None = None) -> dict[str, Any]:
+    """Run every few minutes; `page_url` posts Tier 3 pages to a paging webhook (else the log)."""
+    rt = runtime()
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    result = escalate_overdue(rt, now)
+    paged = page_tier3(rt, result, WebhookSink(page_url) if page_url else LogSink(), now)
+    delivered, patched = mirror(rt, now)
+    return {
+        "escalated": len(result.escalated),
+        "reprioritized": result.reprioritized,
+        "paged": paged,
+        "delivered": delivered.delivered,
+        "patched": patched.patched,
+        "labelstudio_error": delivered.error or patched.error,
+    }

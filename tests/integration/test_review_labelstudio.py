@@ -1,0 +1,320 @@
+"""Review tiers against a real Label Studio: queues from the policy, answers returned to the queue,
+webhooks with a reconciliation pass behind them, a restart mid-sync, and no raw PII in any
+request fraudloop sends."""
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import uvicorn
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.app import create_app
+from fraudloop import audit, decisions
+from fraudloop.decisions import ModelInfo
+from fraudloop.errors import ServiceUnavailable
+from fraudloop.policy import QUEUES, load_policy
+from fraudloop.redaction import find_sensitive
+from fraudloop.schema import validate_batch
+from fraudloop.settings import PACKAGE_DIR, Settings, get_settings
+from fraudloop.storage import AuditEvent, Decision, ReviewTask, make_engine, migrate
+from labeling import server
+from labeling.client import LabelStudioClient, connect
+from labeling.escalation import push_patches
+from labeling.outbox import deliver_pending
+from labeling.projects import OPEN_FILTER, PRIORITY_VIEW, ensure_projects
+from labeling.reconcile import sync_reviews
+from labeling.reviewer_sim import open_tasks, ui_result
+from labeling.webhook import ensure_webhooks
+
+pytestmark = pytest.mark.integration
+
+POLICY = load_policy(PACKAGE_DIR / "policy.yaml")
+NOW = datetime(2026, 3, 1, 12, 0)
+SECRET = "integration-webhook-secret"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _store(url: str, n: int, first: int = 0) -> None:
+    """n review cases with raw sensitive fields on the way in (redaction is under test)."""
+    records = [
+        {
+            "transaction_id": f"tx-{i}",
+            "tx_datetime": NOW - timedelta(minutes=i),
+            "customer_id": f"c{i % 4}",
+            "terminal_id": f"t{i % 3}",
+            "amount": 20.0 + 7 * i,
+            "card_number": f"4000 0000 0000 {1000 + i}",
+            "email": f"person{i}@example.com",
+            "ip_address": f"192.168.{i % 250}.{i % 200 + 1}",
+        }
+        for i in range(first, first + n)
+    ]
+    frame, rejected = validate_batch(records)
+    assert not rejected
+    reasons = [
+        {"feature": "amount_ratio", "value": 4.2, "contribution": 1.1, "text": "amount 4.2x usual"}
+    ] * 3
+    scores = [0.8 if i % 2 else 0.9 for i in range(n)]
+    scored = pd.DataFrame(
+        {"score": scores, "confidence": scores, "reasons": [reasons] * n}, index=frame.index
+    )
+    batch = decisions.build_decisions(frame, scored, POLICY, ModelInfo("m", "5"), NOW)
+    with Session(make_engine(url)) as s, s.begin():
+        decisions.save(s, batch)
+
+
+@pytest.fixture(scope="module")
+def client(labelstudio: tuple[str, str]) -> Iterator[LabelStudioClient]:
+    ls = connect(*labelstudio)
+    yield ls
+    ls.close()
+
+
+@pytest.fixture
+def queues(client: LabelStudioClient) -> dict[str, int]:
+    """Fresh projects per test, so a reused data dir starts from empty queues."""
+    prefix = f"tiers-{uuid.uuid4().hex[:8]}"
+    descriptions = {q: c.description for q, c in POLICY.queues.items()}
+    return ensure_projects(client, list(QUEUES), prefix, descriptions)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    migrate(url)
+    return url
+
+
+def _deliver(url: str, client: LabelStudioClient, queues: dict[str, int]) -> int:
+    with Session(make_engine(url)) as s, s.begin():
+        return deliver_pending(s, client, queues, 50, NOW, similar_k=5, similar_pool=100).delivered
+
+
+def _sync(url: str, client: LabelStudioClient, queues: dict[str, int], minutes: int = 10) -> Any:
+    with Session(make_engine(url)) as s, s.begin():
+        result = sync_reviews(s, client, queues, NOW + timedelta(minutes=minutes), POLICY)
+    with Session(make_engine(url)) as s, s.begin():
+        push_patches(s, client)
+    return result
+
+
+def _annotate(client: LabelStudioClient, task_id: int, choice: str, rationale: bool) -> int:
+    result = ui_result(choice, "reject" if rationale else choice)
+    return client.request(
+        "POST", f"/api/tasks/{task_id}/annotations/", json={"result": result, "lead_time": 9.0}
+    ).json()["id"]
+
+
+def _task_ids(url: str, queue: str) -> dict[str, int]:
+    with Session(make_engine(url)) as s:
+        rows = s.execute(
+            select(ReviewTask.case_id, ReviewTask.ls_task_id).where(ReviewTask.queue == queue)
+        )
+        return {case: tid for case, tid in rows if tid is not None}
+
+
+def _events(url: str, event_type: str | None = None) -> pd.DataFrame:
+    with Session(make_engine(url)) as s:
+        trail = audit.trail(s)
+    return trail if event_type is None else trail[trail["event_type"] == event_type]
+
+
+def test_queues_follow_the_policy_and_hide_closed_tasks(
+    client: LabelStudioClient, queues: dict[str, int]
+) -> None:
+    prefix = client.sdk.projects.get(id=queues["tier2"]).title.removesuffix(" tier2")
+    again = ensure_projects(client, list(QUEUES), prefix, {q: "changed" for q in QUEUES})
+    assert again == queues and set(queues) == set(POLICY.queues)
+    assert client.sdk.projects.get(id=queues["tier2"]).description.startswith("changed")
+    views = client.sdk.views.list(project=queues["sync_review"])
+    assert [(v.data["title"], v.data["filters"]) for v in views] == [(PRIORITY_VIEW, OPEN_FILTER)]
+
+
+def test_invalid_answer_goes_back_to_the_queue_with_its_reason(
+    client: LabelStudioClient, queues: dict[str, int], store: str
+) -> None:
+    _store(store, 2)
+    assert _deliver(store, client, queues) == 2
+    case, task_id = next(iter(_task_ids(store, "sync_review").items()))
+    annotation = _annotate(client, task_id, "approve", rationale=False)  # overrides, no words
+    result = _sync(store, client, queues)
+    assert (result.invalid, result.applied) == (1, 0)
+    task = client.request("GET", f"/api/tasks/{task_id}").json()
+    assert task["total_annotations"] == 0  # Label Studio shows it as open again ...
+    assert "needs a rationale" in task["data"]["notice"]  # ... with the reason on screen
+    assert task_id in [t["id"] for t in open_tasks(client, queues["sync_review"], 10)]
+    invalid = _events(store, "invalid_annotation")
+    assert invalid.iloc[0]["details"]["annotation_id"] == annotation
+    with Session(make_engine(store)) as s:
+        assert s.get(Decision, case.split(":")[0]).final_decision is None
+    assert _sync(store, client, queues).invalid == 0  # not seen twice
+
+
+class _Api:
+    """fraudloop's API in a thread, as `fraudloop serve` runs it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1/webhooks/labelstudio"
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "_Api":
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _settings(store: str, labelstudio: tuple[str, str], tmp_path: Path) -> Settings:
+    url, token = labelstudio
+    return Settings(
+        home=tmp_path,
+        db_url=store,
+        labelstudio_url=url,
+        labelstudio_token=token,
+        webhook_secret=SECRET,
+    )
+
+
+def _wait_for_events(url: str, n: int, timeout: float = 10.0) -> pd.DataFrame:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reviews = _events(url, "review")
+        if len(reviews) >= n:
+            return reviews
+        time.sleep(0.1)
+    return _events(url, "review")
+
+
+def test_webhook_applies_answers_and_reconciliation_recovers_a_lost_one(
+    labelstudio: tuple[str, str],
+    client: LabelStudioClient,
+    queues: dict[str, int],
+    store: str,
+    tmp_path: Path,
+) -> None:
+    _store(store, 4)
+    _deliver(store, client, queues)
+    tasks = list(_task_ids(store, "async_review").values())
+    settings = _settings(store, labelstudio, tmp_path)
+    with _Api(settings) as api:
+        assert ensure_webhooks(client, queues.values(), api.url, SECRET) == len(queues)
+        assert ensure_webhooks(client, queues.values(), api.url, SECRET) == 0
+        refused = httpx.post(api.url, json={"action": "ANNOTATION_CREATED"})
+        assert refused.status_code == 401  # no secret, no entry
+        _annotate(client, tasks[0], "reject", rationale=False)
+        reviews = _wait_for_events(store, 1)
+        assert len(reviews) == 1  # arrived through the webhook, no sync ran
+    # receiver down: Label Studio saves the answer and drops the webhook silently
+    _annotate(client, tasks[1], "approve", rationale=True)
+    time.sleep(1.5)
+    assert len(_events(store, "review")) == 1
+    result = _sync(store, client, queues)
+    assert (result.applied, result.already_seen) == (1, 1)
+    again = _sync(store, client, queues)
+    assert (again.applied, again.already_seen) == (0, 2)
+    reviews = _events(store, "review")
+    assert len(reviews) == 2 and reviews["transaction_id"].is_unique
+    assert set(reviews["actor"]) == {server.check_token(*labelstudio)}
+
+
+def test_restart_mid_sync_loses_nothing_and_duplicates_nothing(
+    labelstudio: tuple[str, str],
+    labelstudio_dir: Path,
+    client: LabelStudioClient,
+    queues: dict[str, int],
+    store: str,
+) -> None:
+    _store(store, 6)
+    assert _deliver(store, client, queues) == 6
+    for queue in ("sync_review", "async_review"):
+        for task_id in list(_task_ids(store, queue).values())[:2]:
+            _annotate(client, task_id, "reject", rationale=False)
+    first = {"sync_review": queues["sync_review"]}
+    assert _sync(store, client, first).applied == 2  # half of the pass is committed ...
+    url, token = labelstudio
+    server.stop(labelstudio_dir)  # ... then the server goes away
+    _store(store, 3, first=100)  # new cases arrive meanwhile
+    try:
+        with pytest.raises(ServiceUnavailable):
+            _sync(store, client, queues)
+        assert _deliver(store, client, queues) == 0  # kept in the outbox
+    finally:
+        host, port = url.removeprefix("http://").split(":")
+        venv = get_settings().labelstudio_venv
+        server.start(
+            venv=venv if venv.is_absolute() else REPO / venv,
+            data_dir=labelstudio_dir,
+            host=host,
+            port=int(port),
+            username="reviewer@fraudloop.test",  # as tests/integration/conftest.py
+            password="integration-only",
+            token=token,
+        )
+    assert _deliver(store, client, queues) == 3
+    result = _sync(store, client, queues)
+    assert (result.applied, result.already_seen) == (2, 2)
+    reviews = _events(store, "review")
+    assert len(reviews) == 4 and reviews["transaction_id"].is_unique
+    ls_tasks = sum(
+        client.request("GET", "/api/tasks", params={"project": p}).json()["total"]
+        for p in queues.values()
+    )
+    with Session(make_engine(store)) as s:
+        assert ls_tasks == s.scalar(select(func.count()).select_from(ReviewTask)) == 9
+        assert s.scalar(select(func.count()).select_from(AuditEvent)) == 9 + 4
+
+
+def test_nothing_sent_to_label_studio_carries_a_raw_sensitive_field(
+    labelstudio: tuple[str, str], queues: dict[str, int], store: str
+) -> None:
+    """Every request body and query fraudloop sends, through delivery, sync, returns, escalation."""
+    sent: list[str] = []
+
+    def capture(request: httpx.Request) -> None:
+        sent.append(f"{request.url.path}?{request.url.query.decode()} {request.content.decode()}")
+
+    spy = connect(*labelstudio)
+    spy.http.event_hooks["request"].append(capture)
+    _store(store, 8)
+    _deliver(store, spy, queues)
+    tasks = _task_ids(store, "sync_review")
+    ids = list(tasks.values())
+    _annotate(spy, ids[0], "reject", rationale=False)  # decided: similar case for later ones
+    _annotate(spy, ids[1], "approve", rationale=False)  # invalid: returned to the queue
+    _annotate(spy, ids[2], "escalate", rationale=True)  # to Tier 2
+    _sync(store, spy, queues)
+    _deliver(store, spy, queues)  # the Tier 2 case, with similar cases
+    assert _task_ids(store, "tier2")
+    bodies = [json.loads(s.split(" ", 1)[1]) for s in sent if s.startswith("/api/projects/")]
+    shown = [t["data"] for body in bodies if isinstance(body, list) for t in body]
+    assert any("<table" in d["similar_html"] for d in shown)  # the check saw real content
+    assert len(sent) > 10
+    leaks = {s[:80]: find_sensitive(s) for s in sent if find_sensitive(s)}
+    assert leaks == {}
+    spy.close()

@@ -1,0 +1,213 @@
+"""Review tiers on the store (SQLite and PostgreSQL): SLA escalation, Tier 3 pages, second
+sign-off by two different reviewers, returns to the queue, seniors only in Tier 2."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fraudloop import audit, decisions, tiers
+from fraudloop.decisions import ModelInfo
+from fraudloop.policy import load_policy
+from fraudloop.schema import validate_batch
+from fraudloop.settings import PACKAGE_DIR
+from fraudloop.storage import Decision, Reviewer, ReviewTask, make_engine
+from monitoring.alerts import MemorySink
+from monitoring.paging import send_pages
+
+pytestmark = pytest.mark.integration
+
+POLICY = load_policy(PACKAGE_DIR / "policy.yaml")
+NOW = datetime(2026, 3, 1, 12, 0)
+HIGH = POLICY.high_impact.amount_above + 500  # needs a second sign-off
+INCIDENT = POLICY.escalation.incident_amount_above + 1  # pages Tier 3 when its SLA breaks
+
+
+def _store(db_url: str, amounts: list[float], scores: list[float]) -> Session:
+    records = [
+        {
+            "transaction_id": f"tx-{i}",
+            "tx_datetime": NOW - timedelta(minutes=5),
+            "customer_id": f"c{i}",
+            "terminal_id": "t1",
+            "amount": amount,
+            "card_number": "4000000000001234",
+            "email": "a@b.com",
+            "ip_address": "10.1.2.3",
+        }
+        for i, amount in enumerate(amounts)
+    ]
+    frame, rejected = validate_batch(records)
+    assert not rejected
+    reasons = [{"feature": "amount", "value": 1.0, "contribution": 0.5, "text": "big amount"}] * 3
+    scored = pd.DataFrame(
+        {
+            "score": scores,
+            "confidence": [max(v, 1 - v) for v in scores],
+            "reasons": [reasons] * len(scores),
+        }
+    )
+    batch = decisions.build_decisions(frame, scored, POLICY, ModelInfo("m", "4"), NOW)
+    session = Session(make_engine(db_url), expire_on_commit=False)
+    with _tx(session):
+        decisions.save(session, batch)
+    return session
+
+
+@contextmanager
+def _tx(session: Session) -> Iterator[None]:
+    """Commit what the block did (reads outside it autobegin, so `begin()` would clash)."""
+    yield
+    session.commit()
+
+
+def _answer(case_id: str, n: int, reviewer: str, decision: str | None, **kw: str) -> tiers.Answer:
+    return tiers.Answer(
+        case_id=case_id,
+        annotation_id=n,
+        updated_at=f"2026-03-01T12:{n:02d}:00+00:00",
+        reviewer=reviewer,
+        decision=decision,
+        **kw,
+    )
+
+
+def _receive(s: Session, answer: tiers.Answer, minutes: int = 10) -> str:
+    with _tx(s):
+        return tiers.receive(s, answer, POLICY, NOW + timedelta(minutes=minutes))
+
+
+def _events(s: Session, tx: str) -> pd.DataFrame:
+    with _tx(s):
+        return audit.trail(s, tx)
+
+
+def test_sla_breach_escalates_to_tier2_once_and_pages_tier3(db_url: str) -> None:
+    # tx-0: sync review (score 0.9, SLA 30 min); tx-1: async (0.8, 120 min); tx-2 sync, big
+    s = _store(db_url, [50.0, 60.0, INCIDENT], [0.9, 0.8, 0.9])
+    at = NOW + timedelta(minutes=31)
+    with _tx(s):
+        result = tiers.sweep(s, POLICY, at)
+    assert sorted(result.escalated) == ["tx-0:sync_review", "tx-2:sync_review"]
+    assert [p.case_id for p in result.pages] == ["tx-2:sync_review"]  # incident by amount
+    with _tx(s):
+        again = tiers.sweep(s, POLICY, at + timedelta(minutes=1))
+    assert again.escalated == []  # idempotent
+    first, tier2 = s.get(ReviewTask, "tx-0:sync_review"), s.get(ReviewTask, "tx-0:tier2")
+    assert first.status == "escalated" and first.status_reason.startswith("sla_breach")
+    assert tier2.parent_case_id == first.case_id and tier2.status == "pending"
+    assert tier2.sla_due_at == at + timedelta(minutes=POLICY.sla_minutes.tier2)
+    assert s.get(ReviewTask, "tx-1:async_review").status == "pending"  # within its 2 h SLA
+    assert s.get(Decision, "tx-0").final_decision is None  # still pending, now with seniors
+    event = _events(s, "tx-0").iloc[-1]
+    assert (event["event_type"], event["decision"], event["actor"]) == (
+        "escalated",
+        "escalated",
+        tiers.SWEEP_ACTOR,
+    )
+    assert event["sla_metadata"]["expected_minutes"] == 30
+    assert event["sla_metadata"]["actual_minutes"] == 31 and not event["sla_metadata"]["met"]
+
+    sink = MemorySink()
+    with _tx(s):
+        assert send_pages(s, result.pages, sink, at) == 1
+        # an unresolved Tier 2 case past its own SLA pages Tier 3 too
+        later = at + timedelta(minutes=POLICY.sla_minutes.tier2 + 1)
+        pages = tiers.pages_due(s, POLICY, later)
+    assert [a.scope for a in sink.alerts] == ["tx-2:sync_review"]
+    assert {p.case_id for p in pages} == {"tx-0:tier2", "tx-2:tier2"}
+    with _tx(s):
+        send_pages(s, pages, sink, later)
+        assert tiers.pages_due(s, POLICY, later) == []  # paged once
+    paged = _events(s, "tx-0")
+    assert paged.iloc[-1]["event_type"] == "tier3_page"
+    assert paged.iloc[-1]["sla_metadata"]["expected_minutes"] == POLICY.sla_minutes.tier2
+
+
+def test_second_signoff_needs_another_reviewer_who_agrees(db_url: str) -> None:
+    s = _store(db_url, [HIGH], [0.9])
+    case = "tx-0:sync_review"
+    assert _receive(s, _answer(case, 1, "ana@x", "human_reject")) == "awaiting_signoff"
+    assert s.get(Decision, "tx-0").final_decision is None  # one signature is not enough
+    signoff = s.get(ReviewTask, "tx-0:second_signoff")
+    assert signoff.parent_case_id == case and signoff.status == "pending"
+    with _tx(s):
+        assert "first decision cannot sign again" in tiers.notice(s, signoff)
+
+    same = _answer(signoff.case_id, 2, "ana@x", "human_reject")
+    assert _receive(s, same) == "invalid"  # Label Studio let her annotate twice; we do not
+    assert _receive(s, same) == "already_seen"
+    s.refresh(signoff)
+    assert signoff.status == "pending" and signoff.ls_patch["delete_annotations"] == [2]
+    assert s.get(Decision, "tx-0").final_decision is None
+
+    assert _receive(s, _answer(signoff.case_id, 3, "bo@x", "human_reject")) == "applied"
+    d = s.get(Decision, "tx-0")
+    assert (d.final_decision, d.reviewer) == ("human_reject", "bo@x")
+    kinds = list(_events(s, "tx-0")["event_type"])
+    assert kinds == ["routed_to_review", "first_signoff", "invalid_annotation", "review"]
+
+
+def test_signoff_disagreement_goes_to_tier2_where_a_senior_decides(db_url: str) -> None:
+    s = _store(db_url, [HIGH], [0.9])
+    with _tx(s):
+        s.add(Reviewer(email="cy@x", role="reviewer", created_at=NOW))
+        s.add(Reviewer(email="sam@x", role="senior", created_at=NOW))
+    _receive(s, _answer("tx-0:sync_review", 1, "ana@x", "human_reject"))
+    disagree = _answer("tx-0:second_signoff", 2, "bo@x", "human_approve", rationale="known")
+    assert _receive(s, disagree) == "escalated"
+    tier2 = s.get(ReviewTask, "tx-0:tier2")
+    assert tier2 is not None and tier2.parent_case_id == "tx-0:second_signoff"
+    assert s.get(Decision, "tx-0").final_decision is None
+    with _tx(s):
+        assert "second sign-off disagrees" in tiers.notice(s, tier2)
+
+    junior = _answer("tx-0:tier2", 3, "cy@x", "human_approve", rationale="looks fine")
+    assert _receive(s, junior) == "invalid"  # Tier 2 is for seniors
+    assert _receive(s, _answer("tx-0:tier2", 4, "sam@x", "human_reject")) == "applied"
+    d = s.get(Decision, "tx-0")
+    assert (d.final_decision, d.reviewer) == ("human_reject", "sam@x")
+    late = _answer("tx-0:sync_review", 5, "dee@x", "human_approve", rationale="late")
+    assert _receive(s, late) == "late"
+
+
+def test_escalate_and_request_info_and_senior_escalation_page(db_url: str) -> None:
+    s = _store(db_url, [80.0], [0.8])
+    case = "tx-0:async_review"
+    info = _answer(case, 1, "ana@x", "request_info", rationale="call the cardholder")
+    assert _receive(s, info) == "returned"
+    task = s.get(ReviewTask, case)
+    assert task.status == "pending" and "call the cardholder" in task.ls_patch["data"]["notice"]
+    escalate = _answer(case, 2, "bo@x", "escalated", rationale="pattern I have not seen")
+    assert _receive(s, escalate) == "escalated"
+    assert _receive(s, escalate) == "already_seen"
+    assert s.get(ReviewTask, "tx-0:tier2") is not None
+    up = _answer("tx-0:tier2", 3, "sam@x", "escalated", rationale="looks like a breach")
+    assert _receive(s, up) == "escalated"
+    with _tx(s):
+        pages = tiers.pages_due(s, POLICY, NOW + timedelta(minutes=11))
+    assert [p.case_id for p in pages] == ["tx-0:tier2"]
+    assert "looks like a breach" in pages[0].reason
+    assert s.get(Decision, "tx-0").final_decision is None
+
+
+def test_priority_ages_and_is_mirrored_for_delivered_cases(db_url: str) -> None:
+    s = _store(db_url, [100.0, 100.0], [0.8, 0.9])
+    with _tx(s):
+        s.get(ReviewTask, "tx-0:async_review").status = "delivered"
+        s.get(ReviewTask, "tx-0:async_review").ls_task_id = 7
+    with _tx(s):
+        assert tiers.refresh_priorities(s, POLICY, NOW + timedelta(minutes=59)) == 0
+        assert tiers.refresh_priorities(s, POLICY, NOW + timedelta(hours=2, minutes=1)) == 2
+    boost = 1 + POLICY.escalation.age_boost_per_hour * 2
+    delivered = s.get(ReviewTask, "tx-0:async_review")
+    assert delivered.priority == pytest.approx(0.8 * 100 * boost)
+    assert delivered.ls_patch["data"]["priority"] == delivered.priority
+    assert s.get(ReviewTask, "tx-1:sync_review").ls_patch is None  # not in Label Studio yet
+    with _tx(s):
+        tasks = list(s.scalars(select(ReviewTask).order_by(ReviewTask.priority.desc())))
+    assert [t.case_id for t in tasks] == ["tx-1:sync_review", "tx-0:async_review"]
