@@ -8,8 +8,8 @@ LS_VENV := .services/labelstudio-venv
 install: ## app environment (locked) + Label Studio server in its own environment
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install -q uv
 	$(UV) sync --frozen
-	@test -x $(LS_VENV)/bin/label-studio || ( $(UV) venv -q --python 3.11 $(LS_VENV) && \
-		VIRTUAL_ENV=$(LS_VENV) $(UV) pip sync -q services/labelstudio.lock.txt )
+	@test -x $(LS_VENV)/bin/label-studio || ( $(UV) venv -q --allow-existing --python 3.11 $(LS_VENV) && \
+		$(UV) pip sync -q --python $(LS_VENV)/bin/python services/labelstudio.lock.txt )
 
 demo: install ## simulate a few days and run the whole loop; prints a summary and where to look
 	$(UV) run fraudloop demo

@@ -8,6 +8,7 @@ A webhook that never arrives is picked up by `fraudloop sync`.
 """
 
 import hmac
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -27,6 +28,7 @@ from labeling.sync import user_emails
 from labeling.webhook import author_id, payload_record
 
 router = APIRouter(tags=["labeling"])
+_COMMIT_GRACE_SECONDS = 2.0
 
 
 @dataclass
@@ -98,6 +100,8 @@ def _emails(ctx: _Context, session: Any, user_id: int | None) -> dict[int, str]:
 
 
 def _mirror(ctx: _Context) -> None:
-    """After the response, so Label Studio has committed the annotation we may delete."""
+    """After the response: Label Studio commits the annotation only once our answer is back, and
+    deleting it earlier would find nothing (a 404 counts as done), so give it a moment."""
+    time.sleep(_COMMIT_GRACE_SECONDS)
     with open_session(ctx.db_url) as session, session.begin():
         push_patches(session, ctx.client)

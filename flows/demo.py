@@ -23,13 +23,15 @@ from flows.runtime import Runtime, runtime
 from flows.score import score_flow
 from flows.sync import sync_flow
 from flows.train import train_flow
-from fraudloop.policy import REVIEW_ROUTES
+from fraudloop.policy import QUEUES, SIGNOFF_QUEUE
 from fraudloop.settings import get_settings
 from fraudloop.simulator import SimulationConfig, simulate
 from fraudloop.storage import open_session
 from labeling import server
+from labeling.client import connect
 from labeling.projects import delete_projects
 from labeling.reviewer_sim import review_pending
+from labeling.reviewers import create_user, find_user, login_token
 from monitoring.summary import loop_summary
 
 
@@ -45,6 +47,8 @@ class DemoConfig:
     drift: float = 0.5  # injected from the second live day on, so the drift report has a story
     malformed_per_batch: int = 1
     seed: int = 7
+    # high-impact cases need a second sign-off by another Label Studio user than the first
+    second_reviewer: str = "second-reviewer@fraudloop.local"
 
 
 @task(cache_policy=NO_CACHE)
@@ -77,25 +81,51 @@ def prepare(rt: Runtime, config: DemoConfig, fresh: bool) -> tuple[Path, datetim
     return path, cfg.start + timedelta(days=config.history_days)
 
 
+def reset_state(home: Path) -> None:
+    """Forget earlier runs; Label Studio's data dir stays (its first start migrates for a minute)."""
+    for name in ("fraudloop.db", "mlflow.db", "mlartifacts", "reports", "data"):
+        target = home / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+
+
 def case_truth(source: Path) -> dict[str, int]:
     """What the simulated reviewers know: each review case's ground truth, by case id."""
     frame = pd.read_parquet(source, columns=["transaction_id", "is_fraud"])
     return {
-        f"{tx}:{queue.value}": int(fraud)
+        f"{tx}:{queue}": int(fraud)
         for tx, fraud in zip(frame["transaction_id"], frame["is_fraud"], strict=True)
-        for queue in REVIEW_ROUTES
+        for queue in QUEUES
     }
 
 
 @task(cache_policy=NO_CACHE)
-def reviewers_work(rt: Runtime, truth: dict[str, int], error_rate: float, seed: int) -> int:
-    """Simulated analysts work every queue through the Label Studio API."""
+def reviewers_work(
+    rt: Runtime, truth: dict[str, int], error_rate: float, seed: int, second_token: str
+) -> int:
+    """Simulated analysts work every queue through the Label Studio API; second sign-offs are
+    given by another user, as fraudloop requires."""
     client = rt.labelstudio()
+    second = connect(rt.settings.labelstudio_url, second_token)
     rng = random.Random(seed)
     return sum(
-        review_pending(client, pid, truth, error_rate, rng, limit=1000)
-        for pid in rt.projects(client).values()
+        review_pending(
+            second if queue == SIGNOFF_QUEUE else client, pid, truth, error_rate, rng, limit=1000
+        )
+        for queue, pid in rt.projects(client).items()
     )
+
+
+@task(cache_policy=NO_CACHE)
+def second_reviewer(rt: Runtime, email: str) -> str:
+    """The API token of the simulated second reviewer (created on first use)."""
+    s = rt.settings
+    client = rt.labelstudio()
+    if find_user(client, email) is None:
+        create_user(client, email, s.labelstudio_password)
+    return login_token(s.labelstudio_url, email, s.labelstudio_password)
 
 
 @flow(name="demo")
@@ -103,15 +133,12 @@ def demo_flow(config: DemoConfig, fresh: bool = True) -> dict[str, Any]:
     """Train, then score/review/sync day by day, retrain, monitor; returns the summary."""
     settings = get_settings()
     if fresh:
-        for name in ("fraudloop.db", "mlflow.db", "mlartifacts", "reports", "data"):
-            target = settings.home / name
-            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(
-                missing_ok=True
-            )
+        reset_state(settings.home)
     rt = runtime(settings)
     log = get_run_logger()
     source, live_start = prepare(rt, config, fresh)
     truth = case_truth(source)
+    second = second_reviewer(rt, config.second_reviewer)
     step = timedelta(days=1) / config.batches_per_day
     trained = [train_flow(source, live_start)]
     last_chargebacks = live_start
@@ -122,7 +149,7 @@ def demo_flow(config: DemoConfig, fresh: bool = True) -> dict[str, Any]:
                 source, start, start + step, inject_malformed=config.malformed_per_batch
             )
             answered = reviewers_work(
-                rt, truth, config.reviewer_error_rate, config.seed + day * 100 + b
+                rt, truth, config.reviewer_error_rate, config.seed + day * 100 + b, second
             )
             sync_flow(start + step + timedelta(minutes=config.review_lag_minutes))
             log.info("day %d batch %d: %s, %d reviewed", day + 1, b + 1, result, answered)
@@ -130,6 +157,10 @@ def demo_flow(config: DemoConfig, fresh: bool = True) -> dict[str, Any]:
         chargeback_flow(source, now, since=last_chargebacks)
         last_chargebacks = now
     end = live_start + timedelta(days=config.live_days)
+    for drain in range(2):  # sign-offs and Tier 2 cases opened by the last syncs
+        sync_flow(end + timedelta(minutes=config.review_lag_minutes + 5 + 5 * drain))
+        reviewers_work(rt, truth, config.reviewer_error_rate, config.seed + 9000 + drain, second)
+    sync_flow(end + timedelta(minutes=config.review_lag_minutes + 15))
     trained.append(retrain_flow(end))
     monitoring = monitor_flow(end)
     with open_session(rt.db_url) as s:

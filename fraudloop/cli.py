@@ -12,12 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from fraudloop import cli_review
+from fraudloop.cli_bench import bench_app
 from fraudloop.cli_policy import policy_app
 from fraudloop.errors import FraudloopError
 from fraudloop.settings import apply_process_defaults, get_settings
 
 app = typer.Typer(help="Human-in-the-loop fraud decisions.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+app.add_typer(bench_app, name="bench")
 console = Console()
 
 Source = Annotated[Path, typer.Option(help="Transactions parquet (from `fraudloop simulate`)")]

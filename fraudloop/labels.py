@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from fraudloop.storage import Label, TransactionRow, insert_ignore, read_frame
@@ -30,19 +30,51 @@ def history(
     terminals: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Stored transactions in [since, until), optionally only those of some customers/terminals."""
-    stmt = select(*[getattr(TransactionRow, c) for c in HISTORY_COLUMNS]).where(
-        TransactionRow.tx_datetime >= since, TransactionRow.tx_datetime < until
+    columns = [getattr(TransactionRow, c) for c in HISTORY_COLUMNS]
+    stmt = select(*columns).where(*_history_filter(since, until, customers, terminals))
+    frame = read_frame(session, stmt)
+    frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"])
+    return frame
+
+
+def history_labels(
+    session: Session,
+    since: datetime,
+    until: datetime,
+    customers: Iterable[str],
+    terminals: Iterable[str],
+    also: Iterable[str],
+    known_before: datetime,
+) -> pd.DataFrame:
+    """Label events of the transactions `history` returns, and of `also`: all that features
+    can use, without reading every label ever stored (which made online scoring O(labels))."""
+    ids = select(TransactionRow.transaction_id).where(
+        *_history_filter(since, until, customers, terminals)
     )
+    stmt = select(*[getattr(Label, c) for c in LABEL_COLUMNS]).where(
+        or_(Label.transaction_id.in_(ids), Label.transaction_id.in_(list(also))),
+        Label.known_at < known_before,
+    )
+    frame = read_frame(session, stmt)
+    frame["known_at"] = pd.to_datetime(frame["known_at"])
+    return frame
+
+
+def _history_filter(
+    since: datetime,
+    until: datetime,
+    customers: Iterable[str] | None,
+    terminals: Iterable[str] | None,
+) -> list[ColumnElement[bool]]:
+    where = [TransactionRow.tx_datetime >= since, TransactionRow.tx_datetime < until]
     if customers is not None and terminals is not None:
-        stmt = stmt.where(
+        where.append(
             or_(
                 TransactionRow.customer_id.in_(list(customers)),
                 TransactionRow.terminal_id.in_(list(terminals)),
             )
         )
-    frame = read_frame(session, stmt)
-    frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"])
-    return frame
+    return where
 
 
 def labels(session: Session, known_before: datetime | None = None) -> pd.DataFrame:

@@ -212,8 +212,12 @@ def count_by(session: Session, column: Any) -> dict[str, int]:
 
 
 def set_status(session: Session, case_ids: Iterable[str], **values: Any) -> None:
+    """A plain UPDATE: syncing the session would scan every loaded task per call (quadratic)."""
     session.execute(
-        update(ReviewTask).where(ReviewTask.case_id.in_(list(case_ids))).values(**values)
+        update(ReviewTask)
+        .where(ReviewTask.case_id.in_(list(case_ids)))
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from fraudloop import audit, decisions
 from fraudloop.policy import SIGNOFF_QUEUE, TIER2_QUEUE, Policy, is_high_impact
+from fraudloop.redaction import find_sensitive
 from fraudloop.storage import AuditEvent, Decision, Reviewer, ReviewTask, insert_ignore
 
 OPEN = ("pending", "delivered")  # a reviewer can still answer
@@ -104,11 +105,11 @@ def _act(
 ) -> str:
     """A valid answer on an open case: return, escalate, hold for sign-off, or decide."""
     if answer.decision == "request_info":
-        note = f"more information requested by {answer.reviewer}: {answer.rationale}"
+        note = f"more information requested: {answer.rationale}"
         _return_to_queue(session, task, answer, note, "request_info", now)
         return "returned"
     if answer.decision == "escalated":
-        reason = f"escalated by {answer.reviewer}: {answer.rationale}"
+        reason = f"escalated by a Tier {_tier(task, policy)} reviewer: {answer.rationale}"
         if _tier(task, policy) == 2:
             key = answer.key("answer")
             _close(session, task, "tier3", reason, answer.reviewer, key, policy, now)
@@ -125,8 +126,8 @@ def _act(
         if first is not None and first.decision != answer.decision:
             _record_answer(session, task, answer, "signoff_disagreement", policy, now)
             reason = (
-                f"second sign-off disagrees: {first.reviewer} chose {first.decision}, "
-                f"{answer.reviewer} chose {answer.decision}"
+                f"second sign-off disagrees: the first reviewer chose {first.decision}, "
+                f"the second {answer.decision}"
             )
             escalate(session, task, "signoff_disagreement", reason, answer.reviewer, policy, now)
             return "escalated"
@@ -309,7 +310,7 @@ def notice(session: Session, task: ReviewTask) -> str:
         )
     parent = session.get(ReviewTask, task.parent_case_id or "")
     if task.queue == TIER2_QUEUE and parent is not None:
-        return f"Escalated to Tier 2 ({parent.status_reason})"
+        return _scrub(f"Escalated to Tier 2 ({parent.status_reason})")
     return ""
 
 
@@ -335,10 +336,7 @@ def _rule_problem(session: Session, task: ReviewTask, answer: Answer) -> str | N
     if task.queue == SIGNOFF_QUEUE:
         first = session.get(ReviewTask, task.parent_case_id or "")
         if first is not None and first.reviewer == answer.reviewer:
-            return (
-                f"the second sign-off must come from another reviewer than {answer.reviewer}, "
-                "who made the first decision"
-            )
+            return "the second sign-off must come from another reviewer than the first one"
     if task.queue == TIER2_QUEUE:
         role = session.get(Reviewer, answer.reviewer)
         if role is not None and role.role not in SENIOR_ROLES:
@@ -430,7 +428,8 @@ def _return_to_queue(
     """The answer does not count: audit it, drop it in Label Studio, show the next one why."""
     _event(session, task, answer, event_type, now, problem=reason)
     task.status_reason = reason
-    _patch(task, delete_annotations=[answer.annotation_id], data={"notice": f"Returned: {reason}"})
+    notice = _scrub(f"Returned: {reason}")
+    _patch(task, delete_annotations=[answer.annotation_id], data={"notice": notice})
 
 
 def _close(
@@ -463,8 +462,18 @@ def _close(
     task.status_reason = f"{code}: {reason}"
     task.reviewed_at = now
     if task.ls_task_id is not None:
-        _patch(task, data={"closed": f"{code}: {reason}"})
+        _patch(task, data={"closed": _scrub(f"{code}: {reason}")})
     return True
+
+
+def _scrub(text: str) -> str:
+    """Reviewer-visible text built from free text: anything that looks like PII is masked.
+
+    Status reasons carry rationales, and a reviewer may paste a card number or e-mail into one.
+    """
+    for found in find_sensitive(text):
+        text = text.replace(found, "[redacted]")
+    return text
 
 
 def _patch(

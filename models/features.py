@@ -30,11 +30,23 @@ class FeatureConfig:
     label_windows: tuple[int, ...] = (1, 7)
     profile_days: int = 30
     min_amount_scale: float = 1.0  # keeps ratios and z-scores finite for near-zero spending
+    # known frauds among a terminal's transactions made between lo and hi days ago: a terminal
+    # compromise lasts weeks, so "frauds lately but none before" says it is still going on
+    terminal_fraud_spans: tuple[tuple[int, int], ...] = ((0, 14), (0, 28), (28, 35))
+    # the customer's usual spending: the profile window ending this many days ago, before a
+    # recent compromise could inflate it
+    profile_lag_days: int = 7
+    high_amount_ratio: float = 3.0  # an amount this many times the usual spending is unusual
+    anomaly_windows: tuple[int, ...] = (1, 7)
 
     @property
     def history_days(self) -> int:
         """How far back `history` must reach for the features of a transaction to be exact."""
-        return max(*self.windows, self.profile_days) + self.delay_days
+        return max(
+            max(self.windows) + self.delay_days,
+            self.profile_days + self.profile_lag_days + max(self.anomaly_windows),
+            *(hi for _, hi in self.terminal_fraud_spans),
+        )
 
 
 def handbook_features(cfg: FeatureConfig) -> list[str]:
@@ -58,7 +70,14 @@ def feature_columns(cfg: FeatureConfig) -> list[str]:
         f"customer_id_amount_zscore_{cfg.profile_days}day",
         "customer_id_hours_since_prev_tx",
     ]
-    return [*handbook_features(cfg), *fresh, *profile]
+    spans = [f"terminal_id_frauds_known_{lo}_{hi}days_ago" for lo, hi in cfg.terminal_fraud_spans]
+    usual = [
+        f"customer_id_amount_ratio_usual_{cfg.profile_days}day",
+        f"customer_id_amount_zscore_usual_{cfg.profile_days}day",
+        *(f"customer_id_unusual_amounts_{w}day" for w in cfg.anomaly_windows),
+        f"customer_id_mean_ratio_usual_{max(cfg.anomaly_windows)}day",
+    ]
+    return [*handbook_features(cfg), *fresh, *profile, *spans, *usual]
 
 
 DEFAULT_CONFIG = FeatureConfig()
@@ -97,6 +116,26 @@ def feature_texts(cfg: FeatureConfig) -> dict[str, str | list[str]]:
             f"{{value:.0%}} of this terminal's payments in a {w}-day window ending {d} days ago"
             " were fraud"
         )
+    for lo, hi in cfg.terminal_fraud_spans:
+        texts[f"terminal_id_frauds_known_{lo}_{hi}days_ago"] = (
+            f"{{value:.0f}} confirmed frauds among this terminal's payments of {lo}-{hi} days ago"
+        )
+    texts[f"customer_id_amount_ratio_usual_{p}day"] = (
+        f"amount {{value:.1f}}x this customer's usual spending ({p} days up to"
+        f" {cfg.profile_lag_days} days ago)"
+    )
+    texts[f"customer_id_amount_zscore_usual_{p}day"] = (
+        "amount {value:+.1f} standard deviations from this customer's usual spending"
+    )
+    for w in cfg.anomaly_windows:
+        texts[f"customer_id_unusual_amounts_{w}day"] = (
+            f"{{value:.0f}} payments of {cfg.high_amount_ratio:g}x the usual amount or more by"
+            f" this customer in the last {w} day(s)"
+        )
+    texts[f"customer_id_mean_ratio_usual_{max(cfg.anomaly_windows)}day"] = (
+        f"this customer's payments of the last {max(cfg.anomaly_windows)} days average"
+        " {value:.1f}x the usual amount"
+    )
     for w in cfg.label_windows:
         texts[f"terminal_id_frauds_known_{w}day"] = (
             f"terminal had {{value:.0f}} confirmed frauds in the last {w} day(s)"
@@ -177,6 +216,8 @@ def compute_features(
         | _terminal_features(terminals, events, cfg)
         | _fresh_label_features("terminal_id", terminals, events, cfg)
         | _fresh_label_features("customer_id", customers, events, cfg)
+        | _terminal_fraud_spans(terminals, events, cfg)
+        | _usual_spending_features(customers, amount, cfg)
     ).items():
         out[name] = values
     frame = pd.DataFrame(out)[feature_columns(cfg)]
@@ -314,3 +355,55 @@ def _fresh_label_features(
         count = _count_active(line, ev_codes, start, end)
         out[f"{name}_frauds_known_{w}day"] = line.unsort(count.astype(float))
     return out
+
+
+def _terminal_fraud_spans(
+    line: _Timeline, events: pd.DataFrame, cfg: FeatureConfig
+) -> dict[str, np.ndarray]:
+    """Known frauds among the terminal's transactions of (t - hi, t - lo] days."""
+    ev_codes = line.unsort(line.codes)[events["row"].to_numpy()]
+    tx_time = events["tx_time"].to_numpy()
+    out: dict[str, np.ndarray] = {}
+    for lo, hi in cfg.terminal_fraud_spans:
+        start = np.maximum(events["start"].to_numpy(), tx_time + lo * NS_PER_DAY)
+        end = np.minimum(events["end"].to_numpy(), tx_time + hi * NS_PER_DAY)
+        count = _count_active(line, ev_codes, start, end)
+        out[f"terminal_id_frauds_known_{lo}_{hi}days_ago"] = line.unsort(count.astype(float))
+    return out
+
+
+def _usual_spending_features(
+    line: _Timeline, amount: np.ndarray, cfg: FeatureConfig
+) -> dict[str, np.ndarray]:
+    """Amount against the customer's spending before the last `profile_lag_days`, and how many
+    recent payments were far above it (a compromised card makes several)."""
+    codes, t, pos = line.codes, line.times, np.arange(len(line.order))
+    own = amount[line.order]
+    sums, squares = line.cumsum(amount), line.cumsum(amount**2)
+    p, lag, scale = cfg.profile_days, cfg.profile_lag_days, cfg.min_amount_scale
+    hi = np.minimum(line.first_after(codes, t - lag * NS_PER_DAY), pos)
+    lo = np.minimum(line.first_after(codes, t - (p + lag) * NS_PER_DAY), hi)
+    n = hi - lo
+    mean = ((sums[hi] - sums[lo]) / np.maximum(n, 1)).astype(float)
+    mean_sq = ((squares[hi] - squares[lo]) / np.maximum(n, 1)).astype(float)
+    std = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
+    ratio = np.where(n > 0, own / np.maximum(mean, scale), 1.0)
+    out = {
+        f"customer_id_amount_ratio_usual_{p}day": ratio,
+        f"customer_id_amount_zscore_usual_{p}day": np.where(
+            n > 1, (own - mean) / np.maximum(std, scale), 0.0
+        ),
+    }
+    unusual = np.concatenate([[0], np.cumsum(ratio >= cfg.high_amount_ratio)])
+    ratios = np.concatenate([[0.0], np.cumsum(ratio)])
+    for w in cfg.anomaly_windows:
+        start = line.first_after(codes, t - w * NS_PER_DAY)
+        out[f"customer_id_unusual_amounts_{w}day"] = (unusual[pos + 1] - unusual[start]).astype(
+            float
+        )
+    w = max(cfg.anomaly_windows)
+    start = line.first_after(codes, t - w * NS_PER_DAY)
+    out[f"customer_id_mean_ratio_usual_{w}day"] = (ratios[pos + 1] - ratios[start]) / (
+        pos + 1 - start
+    )
+    return {name: line.unsort(values) for name, values in out.items()}

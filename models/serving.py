@@ -34,14 +34,13 @@ def feature_config(policy: Policy) -> FeatureConfig:
 def batch_features(session: Session, frame: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
     """Features from the stored history of the batch's customers and terminals only."""
     first, last = frame["tx_datetime"].min(), frame["tx_datetime"].max()
-    hist = labels.history(
-        session,
-        since=first - timedelta(days=cfg.history_days),
-        until=first,
-        customers=frame["customer_id"].unique(),
-        terminals=frame["terminal_id"].unique(),
+    since = first - timedelta(days=cfg.history_days)
+    customers, terminals = frame["customer_id"].unique(), frame["terminal_id"].unique()
+    hist = labels.history(session, since, first, customers, terminals)
+    known = labels.history_labels(
+        session, since, first, customers, terminals, frame["transaction_id"], known_before=last
     )
-    return compute_features(hist, frame, labels.labels(session, known_before=last), cfg)
+    return compute_features(hist, frame, known, cfg)
 
 
 def predict(

@@ -11,7 +11,12 @@ from fraudloop.schema import TRANSACTION_COLUMNS, validate_batch
 from fraudloop.simulator import SimulationConfig, load_handbook, simulate
 from fraudloop.stream import read_window
 
-HANDBOOK = Path(__file__).resolve().parents[3] / "shared" / "data" / "handbook-2018-04-01_2018-08-31.parquet"
+HANDBOOK = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "data"
+    / "handbook-2018-04-01_2018-08-31.parquet"
+)
 HANDBOOK_SHA256 = "0702c5fe0c553d21cfa781526ba40b6c70d8486a94f11e911b9f72407ca6fa2a"
 
 
@@ -29,7 +34,9 @@ def test_simulated_values_are_plausible(world: pd.DataFrame) -> None:
     assert world["transaction_id"].is_unique
     assert world["tx_datetime"].is_monotonic_increasing
     assert (world["amount"] >= 0).all()
-    assert 0.002 < world["is_fraud"].mean() < 0.1  # compromise counts per day do not shrink with the world
+    assert (
+        0.002 < world["is_fraud"].mean() < 0.1
+    )  # compromise counts per day do not shrink with the world
     assert set(world["fraud_scenario"]) <= {0, 1, 2, 3}
     assert ((world["fraud_scenario"] > 0) == (world["is_fraud"] == 1)).all()
     assert world.loc[world["fraud_scenario"] == 1, "amount"].gt(220).all()

@@ -1,9 +1,10 @@
 """The online API over a real SQLite store and a real MLflow registry with a registered champion."""
 
 import json
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +62,26 @@ def tracking_uri(world: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) 
     return uri
 
 
-def make_settings(tmp_path: Path, tracking_uri: str, world: pd.DataFrame) -> Settings:
+@pytest.fixture(scope="module")
+def template_store(world: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated store holding the history before CUTOFF and the chargebacks known by then."""
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+    path = tmp_path_factory.mktemp("store") / "store.db"
+    url = f"sqlite:///{path}"
     migrate(url)
     past = world[world["tx_datetime"] < CUTOFF]
     known = chargeback_labels(world, 7)
     with open_session(url) as session, session.begin():
         labels.add_transactions(session, past)
         labels.add_labels(session, known[known["known_at"] < CUTOFF].to_dict("records"))
+    return path
+
+
+def make_settings(tmp_path: Path, tracking_uri: str, template: Path) -> Settings:
+    """Each test gets its own copy of the template store."""
+    shutil.copy(template, tmp_path / "store.db")
     return Settings(
         home=tmp_path,
-        db_url=url,
+        db_url=f"sqlite:///{tmp_path / 'store.db'}",
         mlflow_tracking_uri=tracking_uri,
         api_keys=[ApiKey(name=f"{r}-1", role=r, sha256=hash_key(k)) for r, k in KEYS.items()],
         model_refresh_seconds=3600,
@@ -80,8 +89,8 @@ def make_settings(tmp_path: Path, tracking_uri: str, world: pd.DataFrame) -> Set
 
 
 @pytest.fixture
-def client(tmp_path: Path, tracking_uri: str, world: pd.DataFrame) -> Iterator[TestClient]:
-    app = create_app(make_settings(tmp_path, tracking_uri, world))
+def client(tmp_path: Path, tracking_uri: str, template_store: Path) -> Iterator[TestClient]:
+    app = create_app(make_settings(tmp_path, tracking_uri, template_store))
     with TestClient(app) as test_client:
         yield test_client
 
@@ -227,12 +236,12 @@ def test_roles(client: TestClient, world: pd.DataFrame) -> None:
 
 
 def test_registry_unreachable_decides_with_fallback_rules(
-    tmp_path: Path, world: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, world: pd.DataFrame, template_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     unreachable = "http://127.0.0.1:9"  # discard port: nothing listens
-    app = create_app(make_settings(tmp_path, unreachable, world))
+    app = create_app(make_settings(tmp_path, unreachable, template_store))
     with TestClient(app) as client:
         ready = client.get("/readyz").json()
         assert ready["status"] == "ready" and ready["mode"] == "fallback"

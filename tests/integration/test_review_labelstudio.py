@@ -1,8 +1,10 @@
 """Review tiers against a real Label Studio: queues from the policy, answers returned to the queue,
-webhooks with a reconciliation pass behind them, a restart mid-sync, and no raw PII in any
-request fraudloop sends."""
+webhooks with a reconciliation pass behind them, a restart mid-sync, no raw PII in any request
+fraudloop sends, and a reviewer in a real browser (Playwright + Debian's Chromium) who rejects
+the next task with a rationale; the screenshot is kept under test-artifacts/."""
 
 import json
+import shutil
 import socket
 import threading
 import time
@@ -32,9 +34,16 @@ from labeling import server
 from labeling.client import LabelStudioClient, connect
 from labeling.escalation import push_patches
 from labeling.outbox import deliver_pending
-from labeling.projects import OPEN_FILTER, PRIORITY_VIEW, ensure_projects
+from labeling.projects import (
+    OPEN_FILTER,
+    PRIORITY_VIEW,
+    ensure_priority_view,
+    ensure_projects,
+    review_url,
+)
 from labeling.reconcile import sync_reviews
 from labeling.reviewer_sim import open_tasks, ui_result
+from labeling.reviewers import create_user, register
 from labeling.webhook import ensure_webhooks
 
 pytestmark = pytest.mark.integration
@@ -116,7 +125,10 @@ def _sync(url: str, client: LabelStudioClient, queues: dict[str, int], minutes: 
 
 
 def _annotate(client: LabelStudioClient, task_id: int, choice: str, rationale: bool) -> int:
-    result = ui_result(choice, "reject" if rationale else choice)
+    result = ui_result(choice, choice)  # the decision alone
+    if rationale:
+        result.append({**result[0], "from_name": "rationale", "type": "textarea"})
+        result[-1]["value"] = {"text": [f"{choice}: the pattern does not fit this customer"]}
     return client.request(
         "POST", f"/api/tasks/{task_id}/annotations/", json={"result": result, "lead_time": 9.0}
     ).json()["id"]
@@ -230,6 +242,12 @@ def test_webhook_applies_answers_and_reconciliation_recovers_a_lost_one(
         _annotate(client, tasks[0], "reject", rationale=False)
         reviews = _wait_for_events(store, 1)
         assert len(reviews) == 1  # arrived through the webhook, no sync ran
+        _annotate(client, tasks[2], "approve", rationale=False)  # invalid: back to the queue
+        deadline = time.monotonic() + 15
+        while client.request("GET", f"/api/tasks/{tasks[2]}").json()["total_annotations"]:
+            assert time.monotonic() < deadline, "the invalid answer was not removed"
+            time.sleep(0.2)
+        assert len(_events(store, "invalid_annotation")) == 1
     # receiver down: Label Studio saves the answer and drops the webhook silently
     _annotate(client, tasks[1], "approve", rationale=True)
     time.sleep(1.5)
@@ -311,10 +329,81 @@ def test_nothing_sent_to_label_studio_carries_a_raw_sensitive_field(
     _sync(store, spy, queues)
     _deliver(store, spy, queues)  # the Tier 2 case, with similar cases
     assert _task_ids(store, "tier2")
-    bodies = [json.loads(s.split(" ", 1)[1]) for s in sent if s.startswith("/api/projects/")]
-    shown = [t["data"] for body in bodies if isinstance(body, list) for t in body]
+    imports = [json.loads(s.split(" ", 1)[1]) for s in sent if "/import?" in s]
+    shown = [t["data"] for body in imports for t in body]
     assert any("<table" in d["similar_html"] for d in shown)  # the check saw real content
     assert len(sent) > 10
     leaks = {s[:80]: find_sensitive(s) for s in sent if find_sensitive(s)}
     assert leaks == {}
     spy.close()
+
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None,
+    reason=f"{CHROMIUM} is missing: `apt-get install -y chromium` (Debian) to run the browser test",
+)
+def test_reviewer_rejects_the_next_task_in_the_browser(
+    labelstudio: tuple[str, str], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, token = labelstudio
+    client = connect(url, token)
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    migrate(store)
+    queues = ensure_projects(client, list(QUEUES), f"browser-{uuid.uuid4().hex[:8]}")
+    _store(store, 6)  # decided first, so the next cases have similar past cases to show
+    _deliver(store, client, queues)
+    for task_id in _task_ids(store, "async_review").values():
+        _annotate(client, task_id, "reject", rationale=False)
+    _sync(store, client, queues)
+    _store(store, 2, first=50)
+    _deliver(store, client, queues)
+
+    email, password = f"ana-{uuid.uuid4().hex[:6]}@fraudloop.test", "reviewer-pass-123"
+    user_id = create_user(client, email, password)
+    with Session(make_engine(store)) as s, s.begin():
+        register(s, email, "reviewer", user_id, "admin", NOW)
+    project = queues["sync_review"]
+    start = review_url(url, project, ensure_priority_view(client, project))
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(f"{url}/user/login")
+        page.fill('input[name="email"]', email)
+        page.fill('input[name="password"]', password)
+        page.click('button[type="submit"]')
+        page.wait_for_url(lambda u: "/user/login" not in u, timeout=30_000)
+        page.goto(start)
+        expect(page.get_by_text("fraud probability").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("amount 4.2x usual").first).to_be_visible()
+        expect(page.get_by_text("rejected (fraud)").first).to_be_visible()  # similar cases
+        expect(page.get_by_text("SLA due").first).to_be_visible()
+        page.locator("label", has_text="reject").first.click()
+        page.fill('textarea[name="rationale"]', "Card testing pattern on a new terminal.")
+        page.screenshot(path=str(ARTIFACTS / "review-browser.png"), full_page=True)
+        page.click('button[data-testid="bottombar-submit-button"]')
+        page.wait_for_timeout(1500)
+        browser.close()
+
+    result = _sync(store, client, queues, minutes=20)
+    assert result.applied == 1
+    with Session(make_engine(store)) as s:
+        trail = audit.trail(s)
+    mine = trail[(trail["event_type"] == "review") & (trail["actor"] == email)]
+    assert list(mine["decision"]) == ["human_reject"]
+    assert mine.iloc[0]["review_rationale"] == "Card testing pattern on a new terminal."
+    assert mine.iloc[0]["transaction_id"] in {
+        case.split(":")[0] for case in _task_ids(store, "sync_review")
+    }
+    assert (ARTIFACTS / "review-browser.png").stat().st_size > 10_000
+    client.close()

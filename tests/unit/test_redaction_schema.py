@@ -58,6 +58,8 @@ def test_missing_field_is_named() -> None:
 
 
 def test_batch_goes_on_after_a_bad_record() -> None:
-    frame, rejected = validate_batch([GOOD, {**GOOD, "amount": -5.0}, {**GOOD, "transaction_id": "b"}])
+    frame, rejected = validate_batch(
+        [GOOD, {**GOOD, "amount": -5.0}, {**GOOD, "transaction_id": "b"}]
+    )
     assert list(frame["transaction_id"]) == ["tx-1", "b"]
     assert [r.field for r in rejected] == ["amount"]

@@ -1,0 +1,1 @@
+"""Speed benchmarks (not tests): run through `fraudloop bench …`, results in RESULTS.md."""

@@ -1,0 +1,73 @@
+"""What both benchmarks need: a realistic workload and a registered champion, built untimed."""
+
+import resource
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
+from models import registry
+from models.scoring import ScoringModel, load_model
+from models.train import TrainParams, train_model
+from models.training_set import build_training_frame
+
+NAME = "fraud-detector"
+TRUTH = ["is_fraud", "fraud_scenario"]
+
+
+@dataclass(frozen=True)
+class World:
+    base: pd.DataFrame  # contract columns, time-ordered
+    days: int
+
+
+def make_world(customers: int = 2_000, days: int = 20, seed: int = 7) -> World:
+    cfg = SimulationConfig(n_customers=customers, n_terminals=2 * customers, days=days, seed=seed)
+    return World(simulate(cfg), days)
+
+
+def champion(world: World, home: Path) -> ScoringModel:
+    """A production-sized model (100 trees, depth 6) registered and loaded back through MLflow."""
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    tx = world.base
+    as_of = tx["tx_datetime"].max().normalize()
+    frame = build_training_frame(tx, chargeback_labels(tx, 7), as_of, world.days - 1)
+    model = train_model(frame.X, frame.y, TrainParams())
+    version = registry.log_and_register(
+        model, frame.X, {}, {}, {"end": str(as_of)}, tracking_uri=uri, model_name=NAME
+    )
+    registry.set_alias(NAME, registry.CHAMPION, version, tracking_uri=uri)
+    return load_model(uri, NAME)
+
+
+def workload(world: World, rows: int, chunk: int, run_id: str) -> Iterator[list[dict]]:
+    """`rows` transactions in time order, `chunk` at a time: the world replayed epoch after
+    epoch (shifted in time, fresh ids), so memory never depends on `rows`."""
+    base = world.base.drop(columns=TRUTH)
+    made = epoch = 0
+    while made < rows:
+        shift = timedelta(days=world.days * epoch)
+        for start in range(0, len(base), chunk):
+            part = base.iloc[start : start + min(chunk, rows - made)]
+            part = part.assign(
+                transaction_id=f"{run_id}e{epoch}-" + part["transaction_id"],
+                tx_datetime=part["tx_datetime"] + shift,
+            )
+            made += len(part)
+            yield part.to_dict("records")
+            if made >= rows:
+                return
+        epoch += 1
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory:  # type: ignore[type-arg]
+    return tempfile.TemporaryDirectory(prefix="fraudloop-bench-")

@@ -1,0 +1,91 @@
+"""End-to-end batch scoring against bare XGBoost on the same rows, in the same process.
+
+End to end is `models.serving.score_batch` per chunk, each chunk one transaction: validate,
+features from the stored history, champion (calibrated probability + exact TreeSHAP top-3),
+route, persist transactions, decisions, review outbox and hash-chained audit events. Bare is
+`inplace_predict` plus `predict(pred_contribs=True)` of the same booster on the same rows'
+features (computed untimed). Chunks bound memory: the peak must not grow with `rows`.
+"""
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from benchmarks.common import champion, make_world, peak_rss_mb, scratch_dir, workload
+from fraudloop.policy import Policy
+from fraudloop.storage import engine_for, migrate, open_session
+from models.features import compute_features
+from models.scoring import ScoringModel
+from models.serving import feature_config, score_batch
+
+BARE_ROWS_MAX = 100_000  # a rate: more rows only take longer
+
+
+def run(rows: int, db_url: str | None, policy: Policy, chunk: int = 10_000) -> dict[str, Any]:
+    with scratch_dir() as tmp:
+        home = Path(tmp)
+        url = db_url or f"sqlite:///{home / 'bench.db'}"
+        migrate(url)
+        world = make_world()
+        model = champion(world, home)
+        setup_rss = peak_rss_mb()
+        run_id = uuid.uuid4().hex[:8]
+
+        started = time.perf_counter()
+        scored = 0
+        for records in workload(world, rows, chunk, run_id):
+            with open_session(url) as session, session.begin():
+                result = score_batch(
+                    session, records, model, policy, records[-1]["tx_datetime"].to_pydatetime()
+                )
+            scored += result.new_decisions
+        elapsed = time.perf_counter() - started
+        if scored != rows:
+            raise RuntimeError(f"expected {rows} new decisions, stored {scored}")
+
+        bare_rows, bare_elapsed = _bare(model, world, min(rows, BARE_ROWS_MAX), chunk, policy)
+        engine_for(url).dispose()
+    rate, bare_rate = rows / elapsed, bare_rows / bare_elapsed
+    return {
+        "rows": rows,
+        "db": url.split(":", 1)[0],
+        "chunk": chunk,
+        "seconds": round(elapsed, 2),
+        "rows_per_s": round(rate, 1),
+        "bare_rows": bare_rows,
+        "bare_rows_per_s": round(bare_rate, 1),
+        "ratio": round(rate / bare_rate, 3),
+        "setup_rss_mb": round(setup_rss, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "model": f"{model.name} v{model.version}",
+    }
+
+
+def _bare(
+    model: ScoringModel, world: Any, rows: int, chunk: int, policy: Policy
+) -> tuple[int, float]:
+    """Prediction + SHAP of the champion's own booster on the same rows' features."""
+    booster = _booster(model)
+    empty_labels = pd.DataFrame(columns=["transaction_id", "is_fraud", "known_at", "source"])
+    elapsed = 0.0
+    done = 0
+    for records in workload(world, rows, chunk, "bare"):
+        frame = pd.DataFrame(records)
+        X = compute_features(frame.iloc[:0], frame, empty_labels, feature_config(policy))
+        X = np.ascontiguousarray(X[model.features].to_numpy(np.float32))
+        started = time.perf_counter()
+        booster.inplace_predict(X)
+        booster.predict(xgb.DMatrix(X, feature_names=model.features), pred_contribs=True)
+        elapsed += time.perf_counter() - started
+        done += len(X)
+    return done, elapsed
+
+
+def _booster(model: ScoringModel) -> xgb.Booster:
+    """The very booster the pyfunc wraps (same trees, same threads)."""
+    return model.pyfunc.unwrap_python_model().model.booster

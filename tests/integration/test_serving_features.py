@@ -1,0 +1,45 @@
+"""Online features read only the labels they can use, and equal features from every label."""
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fraudloop import labels
+from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
+from fraudloop.storage import migrate, open_session
+from models.features import DEFAULT_CONFIG, compute_features
+from models.serving import batch_features
+
+pytestmark = pytest.mark.integration
+CUTOFF = datetime(2018, 4, 12)
+
+
+def test_batch_features_equal_features_from_all_labels(tmp_path: Path) -> None:
+    world = simulate(SimulationConfig(n_customers=150, n_terminals=300, days=14))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    migrate(url)
+    known = chargeback_labels(world, 1)  # a 1-day delay: many labels known by CUTOFF
+    past = world[world["tx_datetime"] < CUTOFF]
+    batch = world[world["tx_datetime"] >= CUTOFF].head(300).drop(columns=["is_fraud"])
+    with open_session(url) as session, session.begin():
+        labels.add_transactions(session, past)
+        labels.add_labels(session, known.to_dict("records"))
+        got = batch_features(session, batch, DEFAULT_CONFIG)
+        last = batch["tx_datetime"].max()
+        everything = labels.labels(session, known_before=last)
+        used = labels.history_labels(
+            session,
+            CUTOFF - timedelta(days=DEFAULT_CONFIG.history_days),
+            batch["tx_datetime"].min(),
+            batch["customer_id"].unique(),
+            batch["terminal_id"].unique(),
+            batch["transaction_id"],
+            known_before=last,
+        )
+    hist = past[past["tx_datetime"] >= CUTOFF - timedelta(days=DEFAULT_CONFIG.history_days)]
+    expected = compute_features(hist, batch, everything, DEFAULT_CONFIG)
+    assert len(used) < len(everything)  # fewer rows read ...
+    assert got["terminal_id_frauds_known_7day"].sum() > 0  # ... and labels did matter
+    pd.testing.assert_frame_equal(got, expected)  # ... for the same features

@@ -1,0 +1,78 @@
+"""The API's warm champion: swapped when the alias moves, kept through a registry outage."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from api.model_holder import ModelHolder
+
+
+@dataclass
+class FakeModel:
+    name: str
+    version: int
+
+
+class Registry:
+    """Stands in for MLflow (the integration tests use the real one)."""
+
+    def __init__(self) -> None:
+        self.alias: int | None = 1
+        self.down = False
+        self.loads = 0
+
+    def alias_version(self) -> int | None:
+        if self.down:
+            raise ConnectionError("registry unreachable")
+        return self.alias
+
+    def load(self) -> FakeModel:
+        self.loads += 1
+        return FakeModel("fraud-detector", self.alias_version() or 0)
+
+
+Setup = tuple[Registry, list[float], ModelHolder]
+
+
+@pytest.fixture
+def setup() -> Setup:
+    registry, now = Registry(), [0.0]
+    holder = ModelHolder(registry.load, registry.alias_version, 30.0, clock=lambda: now[0])
+    return registry, now, holder
+
+
+def test_checks_the_alias_at_most_every_refresh_interval(setup: Setup) -> None:
+    registry, now, holder = setup
+    assert holder.current().version == 1
+    registry.alias = 2
+    now[0] = 29.9
+    assert holder.current().version == 1  # not yet time to ask
+    now[0] = 30.0
+    assert holder.current().version == 2
+    assert holder.current().version == 2 and registry.loads == 2  # no reload while unchanged
+
+
+def test_outage_keeps_the_loaded_model_and_says_why(setup: Setup) -> None:
+    registry, now, holder = setup
+    holder.current()
+    registry.down = True
+    now[0] = 60.0
+    assert holder.current().version == 1
+    status = holder.status()
+    assert not status.fallback and "unreachable" in (status.error or "")
+
+
+def test_no_model_at_start_means_fallback_until_the_registry_returns(setup: Setup) -> None:
+    registry, now, holder = setup
+    registry.down = True
+    assert holder.current() is None and holder.status().fallback
+    registry.down = False
+    now[0] = 30.0
+    assert holder.current().version == 1 and holder.status().error is None
+
+
+def test_alias_removed_means_fallback(setup: Setup) -> None:
+    registry, now, holder = setup
+    holder.current()
+    registry.alias = None
+    assert holder.refresh_now().fallback
