@@ -40,7 +40,7 @@ class DemoConfig:
     customers: int = 1500
     terminals: int = 3000
     history_days: int = 35  # simulated days before live scoring: training window + label delay
-    live_days: int = 4
+    live_days: int = 3
     batches_per_day: int = 4
     reviewer_error_rate: float = 0.05
     review_lag_minutes: int = 20  # how long after a batch the reviewers' answers are synced

@@ -12,15 +12,19 @@ from prefect.deployments.runner import RunnerDeployment
 from flows.chargebacks import chargeback_flow
 from flows.monitor import monitor_flow
 from flows.retrain import retrain_flow
+from flows.sla_sweep import sla_sweep_flow
 from flows.sync import sync_flow
 from fraudloop.policy import Policy
 
 
 def deployments(policy: Policy, chargeback_source: Path) -> list[RunnerDeployment]:
-    """Label sync, chargeback intake, retraining and the QA/drift report, each on its schedule."""
+    """Label sync, SLA sweep, chargeback intake, retraining and the QA report, each on its schedule."""
     s = policy.schedules
     made = [
         sync_flow.to_deployment(name="sync-reviews", interval=timedelta(minutes=s.sync_minutes)),
+        sla_sweep_flow.to_deployment(
+            name="sla-sweep", interval=timedelta(minutes=s.sla_sweep_minutes)
+        ),
         chargeback_flow.to_deployment(
             name="chargebacks",
             cron=s.chargebacks_cron,

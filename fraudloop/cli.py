@@ -47,7 +47,7 @@ def _run(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 @app.command()
 def demo(
-    days: Annotated[int, typer.Option(help="Simulated days of live scoring")] = 4,
+    days: Annotated[int, typer.Option(help="Simulated days of live scoring")] = 3,
     customers: Annotated[int, typer.Option(help="Simulated customers")] = 1500,
     error_rate: Annotated[float, typer.Option(help="Simulated reviewer error rate")] = 0.05,
     fresh: Annotated[bool, typer.Option(help="Start from an empty state directory")] = True,
@@ -150,7 +150,7 @@ def report(as_of: When = None) -> None:
 
 @app.command()
 def deploy(source: Source = None) -> None:  # type: ignore[assignment]
-    """Serve the scheduled flows (sync, chargebacks, retrain, QA report) until interrupted."""
+    """Serve the scheduled flows (sync, SLA sweep, chargebacks, retrain, QA report) until stopped."""
     from prefect import serve
 
     from flows.deployments import deployments

@@ -122,11 +122,13 @@ def save(session: Session, batch: DecisionBatch) -> int:
 
 
 def quarantine(session: Session, rejections: list[Rejection], now: datetime) -> int:
+    """Keep rejected records with their reason; ids and field names are cut to the column size
+    (the record itself keeps the full text), so odd input can never fail the write."""
     rows = [
         {
             "received_at": now,
-            "transaction_id": r.transaction_id,
-            "field": r.field,
+            "transaction_id": r.transaction_id[:64] if r.transaction_id else None,
+            "field": r.field[:64],
             "problem": r.problem,
             "record": redact(r.record),
         }

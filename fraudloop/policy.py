@@ -112,6 +112,7 @@ class Monitoring(_Strict):
 
 class Schedules(_Strict):
     sync_minutes: int = Field(gt=0)
+    sla_sweep_minutes: int = Field(gt=0)
     chargebacks_cron: str
     retrain_cron: str
     report_cron: str

@@ -230,9 +230,10 @@ def test_webhook_applies_answers_and_reconciliation_recovers_a_lost_one(
     store: str,
     tmp_path: Path,
 ) -> None:
-    _store(store, 4)
+    _store(store, 6)
     _deliver(store, client, queues)
     tasks = list(_task_ids(store, "async_review").values())
+    assert len(tasks) == 3
     settings = _settings(store, labelstudio, tmp_path)
     with _Api(settings) as api:
         assert ensure_webhooks(client, queues.values(), api.url, SECRET) == len(queues)
