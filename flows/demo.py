@@ -55,15 +55,7 @@ class DemoConfig:
 def prepare(rt: Runtime, config: DemoConfig, fresh: bool) -> tuple[Path, datetime]:
     """Start Label Studio, reset state if asked, and write the simulated world."""
     s = rt.settings
-    server.start(
-        s.labelstudio_venv,
-        s.labelstudio_data_dir,
-        host=s.labelstudio_host,
-        port=s.labelstudio_port,
-        username=s.labelstudio_username,
-        password=s.labelstudio_password,
-        token=s.labelstudio_token,
-    )
+    server.start_configured(s)
     if fresh:
         delete_projects(rt.labelstudio(), s.labelstudio_project_prefix)
     cfg = SimulationConfig(

@@ -166,16 +166,7 @@ def up() -> None:
     from labeling import server
 
     s = get_settings()
-    _run(
-        server.start,
-        s.labelstudio_venv,
-        s.labelstudio_data_dir,
-        host=s.labelstudio_host,
-        port=s.labelstudio_port,
-        username=s.labelstudio_username,
-        password=s.labelstudio_password,
-        token=s.labelstudio_token,
-    )
+    _run(server.start_configured, s)
     console.print(f"Label Studio: {s.labelstudio_url}  login {s.labelstudio_username}")
 
 

@@ -13,18 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fraudloop.schema import TRANSACTION_COLUMNS
+
 SECONDS_PER_DAY = 86_400
 EMAIL_DOMAINS = np.array(["example.com", "example.org", "example.net", "mail.test"])
-CONTRACT_COLUMNS = [
-    "transaction_id",
-    "tx_datetime",
-    "customer_id",
-    "terminal_id",
-    "amount",
-    "card_number",
-    "email",
-    "ip_address",
-]
+CONTRACT_COLUMNS = TRANSACTION_COLUMNS  # the simulator writes exactly what the door accepts
 TRUTH_COLUMNS = ["is_fraud", "fraud_scenario"]
 HANDBOOK_RENAMES = {
     "TRANSACTION_ID": "transaction_id",

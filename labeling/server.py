@@ -15,6 +15,7 @@ import httpx
 from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
 
 from fraudloop.errors import FraudloopError, ServiceUnavailable
+from fraudloop.settings import Settings
 
 PID_FILE = "labelstudio.pid"
 LOG_FILE = "labelstudio.log"
@@ -90,6 +91,19 @@ def wait_healthy(
             f"Label Studio at {url} did not become healthy within {timeout:.0f} s; "
             "see labelstudio.log in its data dir"
         ) from exc
+
+
+def start_configured(settings: Settings) -> int | None:
+    """`start` with everything taken from the settings (the CLI and the demo use this)."""
+    return start(
+        settings.labelstudio_venv,
+        settings.labelstudio_data_dir,
+        host=settings.labelstudio_host,
+        port=settings.labelstudio_port,
+        username=settings.labelstudio_username,
+        password=settings.labelstudio_password,
+        token=settings.labelstudio_token,
+    )
 
 
 def start(
