@@ -12,7 +12,7 @@ from flows.runtime import Runtime, runtime
 from fraudloop.storage import open_session
 from fraudloop.stream import inject_malformed as corrupt
 from fraudloop.stream import read_window
-from labeling.outbox import DeliveryResult, deliver_pending
+from labeling.outbox import DeliveryResult, deliver_by_policy
 from models.scoring import ScoringModel, load_model
 from models.serving import BatchResult, score_batch
 
@@ -42,16 +42,7 @@ def deliver_reviews(rt: Runtime, now: datetime) -> DeliveryResult:
         get_run_logger().warning("Label Studio unavailable, reviews stay in the outbox: %s", exc)
         return DeliveryResult(error=str(exc))
     with open_session(rt.db_url) as s, s.begin():
-        esc = rt.policy.escalation
-        return deliver_pending(
-            s,
-            client,
-            projects,
-            rt.policy.review.micro_batch,
-            now,
-            similar_k=esc.similar_cases,
-            similar_pool=esc.similar_pool,
-        )
+        return deliver_by_policy(s, client, projects, rt.policy, now)
 
 
 @flow(name="score-batch")

@@ -10,7 +10,7 @@ from flows.runtime import Runtime, runtime
 from fraudloop.storage import open_session
 from fraudloop.tiers import SweepResult, sweep
 from labeling.escalation import PatchResult, push_patches
-from labeling.outbox import DeliveryResult, deliver_pending
+from labeling.outbox import DeliveryResult, deliver_by_policy
 from monitoring.alerts import AlertSink, LogSink, WebhookSink
 from monitoring.paging import send_pages
 
@@ -36,17 +36,8 @@ def mirror(rt: Runtime, now: datetime) -> tuple[DeliveryResult, PatchResult]:
     except Exception as exc:  # any outage: the store holds everything for the next sweep
         get_run_logger().warning("Label Studio unavailable, changes wait in the store: %s", exc)
         return DeliveryResult(error=str(exc)), PatchResult(error=str(exc))
-    esc = rt.policy.escalation
     with open_session(rt.db_url) as s, s.begin():
-        delivered = deliver_pending(
-            s,
-            client,
-            projects,
-            rt.policy.review.micro_batch,
-            now,
-            similar_k=esc.similar_cases,
-            similar_pool=esc.similar_pool,
-        )
+        delivered = deliver_by_policy(s, client, projects, rt.policy, now)
     with open_session(rt.db_url) as s, s.begin():
         return delivered, push_patches(s, client)
 

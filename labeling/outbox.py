@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from fraudloop import decisions, tiers
 from fraudloop.errors import ServiceUnavailable
+from fraudloop.policy import Policy
 from fraudloop.storage import set_status
 from labeling.client import LabelStudioClient
 from labeling.tasks import push_tasks
@@ -18,6 +19,25 @@ class DeliveryResult:
     delivered: int = 0
     pending: int = 0
     error: str | None = None
+
+
+def deliver_by_policy(
+    session: Session,
+    client: LabelStudioClient,
+    projects: dict[str, int],
+    policy: Policy,
+    now: datetime,
+) -> DeliveryResult:
+    """`deliver_pending` with the micro-batch and similar-case settings of the policy."""
+    return deliver_pending(
+        session,
+        client,
+        projects,
+        policy.review.micro_batch,
+        now,
+        similar_k=policy.escalation.similar_cases,
+        similar_pool=policy.escalation.similar_pool,
+    )
 
 
 def deliver_pending(

@@ -6,7 +6,7 @@ database (about a minute), later starts take about ten seconds.
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,3 +51,21 @@ def labelstudio(labelstudio_dir: Path) -> Iterator[tuple[str, str]]:
     yield url, TOKEN
     assert server.stop(data_dir)
     assert not server.is_up(url)
+
+
+def point_fraudloop_at(
+    monkeypatch: pytest.MonkeyPatch, home: Path, url: str, token: str, policy: Path, prefix: str
+) -> None:
+    """Settings for one test's world: its home, a Label Studio, a policy file, its own queues."""
+    monkeypatch.setenv("FRAUDLOOP_HOME", str(home))
+    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_URL", url)
+    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_TOKEN", token)
+    monkeypatch.setenv("FRAUDLOOP_POLICY_FILE", str(policy))
+    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_PROJECT_PREFIX", prefix)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def fraudloop_env() -> Callable[..., None]:
+    """`point_fraudloop_at`, as a fixture so test modules need not import this conftest."""
+    return point_fraudloop_at

@@ -4,7 +4,7 @@ One small simulated world goes through train -> score -> review in Label Studio 
 chargebacks -> retrain -> monitor, exactly as `fraudloop demo` runs it.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,6 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def _use(monkeypatch: pytest.MonkeyPatch, home: Path, url: str, token: str, policy: Path) -> None:
-    monkeypatch.setenv("FRAUDLOOP_HOME", str(home))
-    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_URL", url)
-    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_TOKEN", token)
-    monkeypatch.setenv("FRAUDLOOP_POLICY_FILE", str(policy))
-    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_PROJECT_PREFIX", "e2e-test")
-    get_settings.cache_clear()
-
-
 @pytest.fixture(scope="module")
 def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The packaged policy with a one-day holdout, so the short run trains on reviewed days."""
@@ -50,13 +41,16 @@ def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def loop(
-    labelstudio: tuple[str, str], tmp_path_factory: pytest.TempPathFactory, policy_file: Path
+    labelstudio: tuple[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    policy_file: Path,
+    fraudloop_env: Callable[..., None],
 ) -> Iterator[dict[str, Any]]:
     from flows.demo import DemoConfig, demo_flow
 
     monkeypatch = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("home")
-    _use(monkeypatch, home, *labelstudio, policy_file)
+    fraudloop_env(monkeypatch, home, *labelstudio, policy_file, "e2e-test")
     summary = demo_flow(DemoConfig(**CONFIG), fresh=True)
     yield summary
     monkeypatch.undo()

@@ -1,5 +1,6 @@
 """Label Studio down during scoring: decisions are stored, review work waits and is delivered later."""
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,17 +19,11 @@ pytestmark = pytest.mark.integration
 DEAD_URL = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
 
-def _env(monkeypatch: pytest.MonkeyPatch, home: Path, url: str, token: str, policy: Path) -> None:
-    monkeypatch.setenv("FRAUDLOOP_HOME", str(home))
-    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_URL", url)
-    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_TOKEN", token)
-    monkeypatch.setenv("FRAUDLOOP_POLICY_FILE", str(policy))
-    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_PROJECT_PREFIX", "outbox-test")
-    get_settings.cache_clear()
-
-
 def test_review_tasks_survive_a_label_studio_outage(
-    labelstudio: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    labelstudio: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fraudloop_env: Callable[..., None],
 ) -> None:
     from flows.score import score_flow
     from flows.sync import sync_flow
@@ -45,7 +40,7 @@ def test_review_tasks_survive_a_label_studio_outage(
     simulate(cfg).to_parquet(world, index=False)
     live = cfg.start + timedelta(days=30)
 
-    _env(monkeypatch, tmp_path / "home", DEAD_URL, token, policy_path)
+    fraudloop_env(monkeypatch, tmp_path / "home", DEAD_URL, token, policy_path, "outbox-test")
     train_flow(world, live)
     scored = score_flow(world, live, live + timedelta(days=1))
     assert scored["outbox_error"] and scored["delivered"] == 0
@@ -58,7 +53,7 @@ def test_review_tasks_survive_a_label_studio_outage(
     assert decided == scored["scored"] > 0
     assert waiting > 0
 
-    _env(monkeypatch, tmp_path / "home", url, token, policy_path)
+    fraudloop_env(monkeypatch, tmp_path / "home", url, token, policy_path, "outbox-test")
     synced = sync_flow(live + timedelta(days=1))
     assert synced["delivered"] == waiting
     assert synced["outbox_error"] is None
