@@ -18,15 +18,16 @@ import math
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 from sqlalchemy import Row, insert, select, text
 from sqlalchemy.orm import Session
 
-from fraudloop.storage import AuditEvent, read_frame
+from fraudloop.storage import AuditEvent, json_default, json_text, read_frame
 
 GENESIS = "0" * 64  # the `prev_hash` of the first event
 CONTENT_FIELDS = (  # what the hash covers; never seq (chain order is seq) nor the hashes
@@ -113,7 +114,7 @@ def canonical(content: Mapping[str, Any]) -> str:
         separators=(",", ":"),
         ensure_ascii=False,
         allow_nan=False,
-        default=_json_default,
+        default=json_default,
     )
 
 
@@ -138,7 +139,7 @@ def append(session: Session, events: list[dict[str, Any]]) -> int:
         row["prev_hash"], row["hash"] = prev, chain_hash(prev, content)
         prev = row["hash"]
         rows.append(row)
-    session.execute(insert(AuditEvent), rows)
+    session.execute(insert(AuditEvent.__table__), rows)  # Core: no ORM bookkeeping per row
     return len(rows)
 
 
@@ -220,8 +221,8 @@ def _stored_form(ev: Mapping[str, Any]) -> dict[str, Any]:
         None if confidence is None or math.isnan(confidence) else float(confidence)
     )
     nested = {name: row[name] for name in _JSON_FIELDS if row[name] is not None}
-    if nested:  # one JSON round trip: tuples, numpy scalars, int keys settle as stored
-        row.update(json.loads(json.dumps(nested, default=_json_default, allow_nan=False)))
+    if nested:  # one JSON round trip: tuples, numpy scalars, int keys, NaN settle as stored
+        row.update(orjson.loads(json_text(nested)))
     return row
 
 
@@ -252,11 +253,3 @@ def _naive_utc(ts: datetime) -> datetime:
     if ts.tzinfo is not None:
         ts = ts.astimezone(UTC)
     return datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    raise TypeError(f"audit field value {value!r} ({type(value).__name__}) is not JSON")

@@ -9,9 +9,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from fraudloop import audit
+from fraudloop.frames import column_values
 from fraudloop.labels import add_labels
 from fraudloop.policy import REVIEW_ROUTES, Policy, Route, fallback_route, recommendation, route
-from fraudloop.redaction import redact
+from fraudloop.redaction import redact, redact_frame
 from fraudloop.schema import Rejection
 from fraudloop.similar import similar_cases
 from fraudloop.storage import (
@@ -47,34 +48,44 @@ def build_decisions(
     model: ModelInfo | None,
     now: datetime,
 ) -> DecisionBatch:
-    """Route each transaction; `scored=None` means the model is unavailable (fallback rules)."""
+    """Route each transaction; `scored=None` means the model is unavailable (fallback rules).
+
+    Column by column rather than `to_dict` per row: this runs for every scored transaction.
+    """
     batch = DecisionBatch()
-    records = tx.to_dict("records")
-    scores = scored.to_dict("records") if scored is not None else [None] * len(records)
-    for rec, sc in zip(records, scores, strict=True):
-        snapshot = redact(rec)
-        if sc is None:
-            rt = fallback_route(rec["amount"], rec["terminal_id"], policy)
-            score, confidence, reasons = None, None, []
+    n = len(tx)
+    rows = zip(
+        column_values(tx, "transaction_id"),
+        column_values(tx, "tx_datetime"),
+        column_values(tx, "amount"),
+        column_values(tx, "terminal_id"),
+        redact_frame(tx),
+        column_values(scored, "score") if scored is not None else [None] * n,
+        column_values(scored, "confidence") if scored is not None else [None] * n,
+        column_values(scored, "reasons") if scored is not None else [[] for _ in range(n)],
+        strict=True,
+    )
+    for tx_id, tx_time, amount, terminal, snapshot, score, confidence, reasons in rows:
+        if score is None:
+            rt = fallback_route(amount, terminal, policy)
         else:
-            score, confidence, reasons = float(sc["score"]), float(sc["confidence"]), sc["reasons"]
             rt = route(score, confidence, policy)
-        tx_id = rec["transaction_id"]
         final = FINAL_FOR_ROUTE.get(rt)
+        model_version = model.version if model and score is not None else None
         batch.decisions.append(
             {
                 "transaction_id": tx_id,
                 "decided_at": now,
-                "tx_datetime": rec["tx_datetime"],
-                "amount": rec["amount"],
+                "tx_datetime": tx_time,
+                "amount": amount,
                 "score": score,
                 "confidence": confidence,
                 "route": rt.value,
                 "recommendation": recommendation(rt),
                 "final_decision": final,
-                "fallback": sc is None,
-                "model_name": model.name if model and sc is not None else None,
-                "model_version": model.version if model and sc is not None else None,
+                "fallback": score is None,
+                "model_name": model.name if model and model_version is not None else None,
+                "model_version": model_version,
                 "policy_version": policy.version,
                 "reasons": reasons,
                 "input_snapshot": snapshot,
@@ -84,11 +95,11 @@ def build_decisions(
             audit.event(
                 f"decision:{tx_id}",
                 "decision" if final else "routed_to_review",
-                "model" if sc is not None else "fallback_rules",
+                "model" if score is not None else "fallback_rules",
                 now,
                 transaction_id=tx_id,
                 input_snapshot=snapshot,
-                model_version=model.version if model and sc is not None else None,
+                model_version=model_version,
                 model_confidence=confidence,
                 explanation_tokens=[r["text"] for r in reasons],
                 decision=final,
@@ -103,7 +114,7 @@ def build_decisions(
                     "case_id": f"{tx_id}:{rt.value}",
                     "transaction_id": tx_id,
                     "queue": rt.value,
-                    "priority": round((score if score is not None else 1.0) * rec["amount"], 4),
+                    "priority": round((score if score is not None else 1.0) * amount, 4),
                     "created_at": now,
                     "sla_due_at": now + timedelta(minutes=sla),
                     "status": "pending",

@@ -8,6 +8,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
+from fraudloop.frames import records
 from fraudloop.storage import Label, TransactionRow, insert_ignore, read_frame
 
 HISTORY_COLUMNS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount"]
@@ -15,7 +16,7 @@ LABEL_COLUMNS = ["transaction_id", "is_fraud", "known_at", "source"]
 
 
 def add_transactions(session: Session, tx: pd.DataFrame) -> int:
-    return insert_ignore(session, TransactionRow, tx[HISTORY_COLUMNS].to_dict("records"))
+    return insert_ignore(session, TransactionRow, records(tx[HISTORY_COLUMNS]))
 
 
 def add_labels(session: Session, rows: Iterable[dict[str, Any]]) -> int:

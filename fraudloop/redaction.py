@@ -4,6 +4,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
+from pandas.api.types import is_float_dtype
+
+from fraudloop.frames import column_values
+
 SENSITIVE_FIELDS = ("card_number", "email", "ip_address")
 
 _CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
@@ -36,9 +41,33 @@ def redact(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _plain(v) for k, v in out.items()}
 
 
+def redact_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """`redact` of every row, column by column: the batch path's redaction."""
+    columns: dict[str, list[Any]] = {
+        str(name): _plain_column(frame, str(name))
+        for name in frame.columns
+        if name not in SENSITIVE_FIELDS
+    }
+    for masked, source, mask in (
+        ("card", "card_number", mask_card),
+        ("email_domain", "email", mask_email),
+        ("ip_prefix", "ip_address", mask_ip),
+    ):
+        raw = column_values(frame, source) if source in frame.columns else [None] * len(frame)
+        columns[masked] = [mask(value) for value in raw]
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
 def find_sensitive(text: str) -> list[str]:
     """Anything in a payload that looks like a raw card number, e-mail or IPv4 address."""
     return [m.group(0) for rx in (_CARD, _EMAIL, _IPV4) for m in rx.finditer(text)]
+
+
+def _plain_column(frame: pd.DataFrame, name: str) -> list[Any]:
+    if is_float_dtype(frame[name].dtype):
+        return [round(value, 2) for value in frame[name].tolist()]
+    return [_plain(value) for value in column_values(frame, name)]
 
 
 def _plain(value: Any) -> Any:

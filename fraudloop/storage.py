@@ -5,11 +5,12 @@ SQLAlchemy 2 on SQLite by default and PostgreSQL in production; the schema is ow
 """
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 import pandas as pd
 from sqlalchemy import (
     JSON,
@@ -30,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 class Base(DeclarativeBase):
@@ -167,10 +170,28 @@ class Quarantine(Base):
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+def json_text(value: Any) -> str:
+    """JSON columns as stored: orjson (C) instead of `json.dumps`, the batch path's hot spot.
+
+    NaN becomes null (valid JSON on both databases); numpy scalars, datetimes and int keys are
+    written as `json.dumps` with a default would write them.
+    """
+    return orjson.dumps(value, default=json_default, option=_ORJSON_OPTIONS).decode()
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(url, future=True)
+    return create_engine(url, future=True, json_serializer=json_text)
+
+
+def json_default(value: Any) -> Any:
+    """What JSON makes of values it has no type for (audit hashing uses the same rule)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars orjson does not take natively
+        return value.item()
+    raise TypeError(f"{value!r} ({type(value).__name__}) is not JSON")
 
 
 def migrate(url: str) -> None:
