@@ -1,8 +1,9 @@
 """The only way labeling, monitoring and flows use the model: load by alias, predict."""
 
-import json
 from dataclasses import dataclass
 
+import numpy as np
+import orjson
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
@@ -26,10 +27,21 @@ class ScoringModel:
     pyfunc: PyFuncModel
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """score (calibrated probability), confidence, reasons (list of 3 dicts), per row."""
-        out = pd.DataFrame(self.pyfunc.predict(features[self.features])).set_axis(features.index)
-        out["reasons"] = [json.loads(r) for r in out["reasons"]]
-        return out[["score", "confidence", "reasons"]]
+        """score (calibrated probability), confidence, reasons (list of 3 dicts), per row.
+
+        Calls the registered python model directly: MLflow's per-call input-schema enforcement
+        cost ~3 ms of a one-row online request, and fraudloop builds these features itself,
+        in the signature's columns (taken from it at load).
+        """
+        out = self.pyfunc.unwrap_python_model().predict(None, features[self.features])
+        return pd.DataFrame(
+            {
+                "score": np.asarray(out["score"], dtype=float),
+                "confidence": np.asarray(out["confidence"], dtype=float),
+                "reasons": [orjson.loads(r) for r in out["reasons"]],
+            },
+            index=features.index,
+        )
 
 
 def load_model(tracking_uri: str, name: str, alias: str = CHAMPION) -> ScoringModel:
