@@ -80,7 +80,7 @@ def labelstudio_webhook(
         if record is None:
             return {"outcome": "ignored"}
         outcome = apply_annotation(session, record, now, ctx.policy)
-    if outcome in ("invalid", "returned", "escalated"):
+    if outcome in ("invalid", "returned", "annotated", "escalated"):
         background.add_task(_mirror, ctx)
     return {"outcome": outcome, "case_id": record.case_id}
 

@@ -31,7 +31,7 @@ from labeling import server
 from labeling.client import connect
 from labeling.projects import delete_projects
 from labeling.reviewer_sim import review_pending
-from labeling.reviewers import create_user, find_user, login_token
+from labeling.reviewers import add_reviewer, login_token
 from monitoring.summary import loop_summary
 
 
@@ -111,13 +111,20 @@ def reviewers_work(
 
 
 @task(cache_policy=NO_CACHE)
-def second_reviewer(rt: Runtime, email: str) -> str:
-    """The API token of the simulated second reviewer (created on first use)."""
+def demo_reviewers(rt: Runtime, second: str, now: datetime) -> str:
+    """Register the simulated analysts as `fraudloop reviewers add` does; returns the second
+    reviewer's API token.
+
+    The account the API token logs in as works Tier 1 and Tier 2, so it is a senior; the second
+    reviewer (created on first use) gives the sign-offs. Unregistered users' answers never count.
+    """
     s = rt.settings
     client = rt.labelstudio()
-    if find_user(client, email) is None:
-        create_user(client, email, s.labelstudio_password)
-    return login_token(s.labelstudio_url, email, s.labelstudio_password)
+    operator = server.check_token(s.labelstudio_url, s.labelstudio_token)
+    with open_session(rt.db_url) as session, session.begin():
+        add_reviewer(session, client, operator, "senior", s.labelstudio_password, "demo", now)
+        add_reviewer(session, client, second, "reviewer", s.labelstudio_password, "demo", now)
+    return login_token(s.labelstudio_url, second, s.labelstudio_password)
 
 
 @flow(name="demo")
@@ -130,7 +137,7 @@ def demo_flow(config: DemoConfig, fresh: bool = True) -> dict[str, Any]:
     log = get_run_logger()
     source, live_start = prepare(rt, config, fresh)
     truth = case_truth(source)
-    second = second_reviewer(rt, config.second_reviewer)
+    second = demo_reviewers(rt, config.second_reviewer, live_start)
     step = timedelta(days=1) / config.batches_per_day
     trained = [train_flow(source, live_start)]
     last_chargebacks = live_start

@@ -30,24 +30,22 @@ def add(
     """Create the Label Studio user (or find it) and record its role for the audit trail."""
     from fraudloop.storage import migrate, open_session
     from labeling.client import connect
-    from labeling.reviewers import create_user, find_user, register
+    from labeling.reviewers import add_reviewer
 
     if role not in ("reviewer", "senior"):
         console.print(f"[red]error:[/red] --role must be reviewer or senior, got {role!r}")
         raise typer.Exit(code=2)
     s = get_settings()
+    secret = password or secrets.token_urlsafe(12)
     try:
         client = connect(s.labelstudio_url, s.labelstudio_token)
-        user_id = find_user(client, email)
-        created = user_id is None
-        secret = password or secrets.token_urlsafe(12)
-        if user_id is None:
-            user_id = create_user(client, email, secret)
         s.home.mkdir(parents=True, exist_ok=True)
         migrate(s.database_url)
         with open_session(s.database_url) as session, session.begin():
             now = datetime.now(UTC).replace(tzinfo=None)
-            register(session, email, role, user_id, s.labelstudio_username, now)
+            user_id, created = add_reviewer(
+                session, client, email, role, secret, s.labelstudio_username, now
+            )
     except FraudloopError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(code=2) from exc

@@ -4,6 +4,8 @@ Tier 1 (the sync and async queues) decides ordinary cases. A high-impact decisio
 sign-off by a *different* reviewer in its own queue; until both agree the final decision stays
 pending, and disagreement goes to Tier 2. An `escalate` answer or a missed SLA also moves a case
 to Tier 2 (senior analysts). Tier 3 (incident response, compliance) is paged, never queued.
+An `annotate` answer decides nothing: its note is audited and shown to the next reviewer.
+Only registered reviewers (`fraudloop reviewers add`) count, whatever Label Studio accepted.
 
 Label Studio is not touched here: a case that leaves its queue or goes back to it gets an
 `ls_patch` that `labeling.escalation.push_patches` mirrors to the server, so the store stays the
@@ -27,6 +29,7 @@ from fraudloop.storage import AuditEvent, Decision, Reviewer, ReviewTask, insert
 OPEN = ("pending", "delivered")  # a reviewer can still answer
 FINAL = ("human_approve", "human_reject")
 SWEEP_ACTOR = "sla_sweep"
+NOTE_EVENT = "human_annotate"
 SENIOR_ROLES = ("senior", "admin")
 ROLES = ("reviewer", *SENIOR_ROLES)
 
@@ -40,7 +43,8 @@ class Answer(BaseModel):
     annotation_id: int
     updated_at: str  # the server's stamp: with the annotation id, what makes an answer unique
     reviewer: str
-    decision: str | None = None  # human_approve | human_reject | escalated | request_info
+    # human_approve | human_reject | escalated | request_info | annotate
+    decision: str | None = None
     rationale: str | None = None
     problem: str | None = None
 
@@ -75,7 +79,8 @@ _KINDS = ("review", "answer", "invalid")
 def receive(session: Session, answer: Answer, policy: Policy, now: datetime) -> str:
     """Apply one answer, once; returns what happened to it.
 
-    applied | awaiting_signoff | escalated | returned | invalid | late | already_seen | unknown
+    applied | awaiting_signoff | escalated | returned | annotated | invalid | late |
+    already_seen | unknown
     """
     task = session.get(ReviewTask, answer.case_id)
     decision = session.get(Decision, task.transaction_id) if task else None
@@ -108,6 +113,9 @@ def _act(
         note = f"more information requested: {answer.rationale}"
         _return_to_queue(session, task, answer, note, "request_info", now)
         return "returned"
+    if answer.decision == "annotate":
+        _annotate(session, task, answer, now)
+        return "annotated"
     if answer.decision == "escalated":
         reason = f"escalated by a Tier {_tier(task, policy)} reviewer: {answer.rationale}"
         if _tier(task, policy) == 2:
@@ -158,25 +166,26 @@ def escalate(
 def open_case(
     session: Session, origin: ReviewTask, queue: str, policy: Policy, now: datetime
 ) -> str:
-    """The same transaction as a new case in another queue (once: the case id is the key)."""
+    """The same transaction as a new case in another queue (once: the case id is the key).
+
+    Reviewers' notes come along: Label Studio gets them once the case is delivered there.
+    """
     case_id = f"{origin.transaction_id}:{queue}"
-    insert_ignore(
-        session,
-        ReviewTask,
-        [
-            {
-                "case_id": case_id,
-                "transaction_id": origin.transaction_id,
-                "queue": queue,
-                "priority": origin.priority,
-                "created_at": now,
-                "sla_due_at": now + timedelta(minutes=policy.queue_sla(queue)),
-                "status": "pending",
-                "attempts": 0,
-                "parent_case_id": origin.case_id,
-            }
-        ],
-    )
+    row: dict[str, Any] = {
+        "case_id": case_id,
+        "transaction_id": origin.transaction_id,
+        "queue": queue,
+        "priority": origin.priority,
+        "created_at": now,
+        "sla_due_at": now + timedelta(minutes=policy.queue_sla(queue)),
+        "status": "pending",
+        "attempts": 0,
+        "parent_case_id": origin.case_id,
+    }
+    notes = reviewer_notes(session, origin.transaction_id)
+    if notes:
+        row["ls_patch"] = {"data": {"reviewer_notes": notes}, "delete_annotations": []}
+    insert_ignore(session, ReviewTask, [row])
     return case_id
 
 
@@ -314,6 +323,21 @@ def notice(session: Session, task: ReviewTask) -> str:
     return ""
 
 
+def reviewer_notes(session: Session, transaction_id: str) -> str:
+    """Every `annotate` note on a transaction, oldest first, as the next reviewer reads them.
+
+    The audit trail is their only store. Authors are named by the part of their e-mail before
+    the @: Label Studio must receive nothing that looks like PII.
+    """
+    rows = session.execute(
+        select(AuditEvent.timestamp, AuditEvent.actor, AuditEvent.review_rationale)
+        .where(AuditEvent.transaction_id == transaction_id, AuditEvent.event_type == NOTE_EVENT)
+        .order_by(AuditEvent.seq)
+    ).tuples()
+    lines = [f"{at:%Y-%m-%d %H:%M} UTC, {who.split('@')[0]}: {text}" for at, who, text in rows]
+    return _scrub("\n".join(lines))
+
+
 def roles(session: Session) -> dict[str, str]:
     return dict(session.execute(select(Reviewer.email, Reviewer.role)).tuples())
 
@@ -332,15 +356,21 @@ def _incident(task: ReviewTask, amount: float, policy: Policy, now: datetime) ->
 
 
 def _rule_problem(session: Session, task: ReviewTask, answer: Answer) -> str | None:
-    """Rules Label Studio cannot enforce: distinct sign-off reviewers, seniors for Tier 2."""
+    """Rules Label Studio cannot enforce: only registered reviewers count (the server's admin
+    or any user created outside `fraudloop reviewers add` does not), distinct sign-off
+    reviewers, seniors for Tier 2."""
+    reviewer = session.get(Reviewer, answer.reviewer)
+    if reviewer is None:
+        return (
+            f"{answer.reviewer} is not a fraudloop reviewer; an admin can register them with "
+            "`fraudloop reviewers add`"
+        )
     if task.queue == SIGNOFF_QUEUE:
         first = session.get(ReviewTask, task.parent_case_id or "")
         if first is not None and first.reviewer == answer.reviewer:
             return "the second sign-off must come from another reviewer than the first one"
-    if task.queue == TIER2_QUEUE:
-        role = session.get(Reviewer, answer.reviewer)
-        if role is not None and role.role not in SENIOR_ROLES:
-            return f"Tier 2 decisions need a senior reviewer; {answer.reviewer} is a {role.role}"
+    if task.queue == TIER2_QUEUE and reviewer.role not in SENIOR_ROLES:
+        return f"Tier 2 decisions need a senior reviewer; {answer.reviewer} is a {reviewer.role}"
     return None
 
 
@@ -426,10 +456,29 @@ def _return_to_queue(
     now: datetime,
 ) -> None:
     """The answer does not count: audit it, drop it in Label Studio, show the next one why."""
-    _event(session, task, answer, event_type, now, problem=reason)
+    _keep_open(session, task, answer, event_type, now, problem=reason)
     task.status_reason = reason
-    notice = _scrub(f"Returned: {reason}")
-    _patch(task, delete_annotations=[answer.annotation_id], data={"notice": notice})
+    _patch(task, data={"notice": _scrub(f"Returned: {reason}")})
+
+
+def _annotate(session: Session, task: ReviewTask, answer: Answer, now: datetime) -> None:
+    """A note for whoever works the case next: it stays open, its SLA clock running."""
+    _keep_open(session, task, answer, NOTE_EVENT, now)
+    _patch(task, data={"reviewer_notes": reviewer_notes(session, task.transaction_id)})
+
+
+def _keep_open(
+    session: Session,
+    task: ReviewTask,
+    answer: Answer,
+    event_type: str,
+    now: datetime,
+    **details: Any,
+) -> None:
+    """Audit an answer that leaves the case open, and delete it in Label Studio, which would
+    otherwise count the task as done and take it out of the labeling stream."""
+    _event(session, task, answer, event_type, now, **details)
+    _patch(task, delete_annotations=[answer.annotation_id])
 
 
 def _close(

@@ -20,6 +20,7 @@ OUTCOMES = {
     "reject": "human_reject",
     "escalate": "escalated",
     "request_info": "request_info",
+    "annotate": "annotate",  # a note for the next reviewer: decides nothing, the case stays open
 }
 RECOMMENDATIONS = ("approve", "reject")
 
@@ -33,12 +34,15 @@ LABEL_CONFIG = f"""<View>
   <Table name="transaction" value="$transaction"/>
   <Header value="Similar past cases decided by reviewers" size="5"/>
   <HyperText name="similar" value="$similar_html" inline="true"/>
+  <Header value="Reviewer notes" size="5"/>
+  <Text name="notes" value="$reviewer_notes"/>
   <Choices name="{DECISION}" toName="{TARGET}" choice="single-radio" showInline="true"
            required="true" requiredMessage="Choose a decision">
     <Choice value="approve" hint="legitimate transaction"/>
     <Choice value="reject" hint="fraud"/>
     <Choice value="escalate" hint="hand to a senior analyst"/>
     <Choice value="request_info" hint="ask for more information"/>
+    <Choice value="annotate" hint="add a note for the next reviewer, decide nothing"/>
   </Choices>
   <View visibleWhen="choice-selected" whenTagName="{DECISION}">
     <Header value="$rationale_prompt" size="6"/>
@@ -69,14 +73,18 @@ class ValidationProblem(BaseModel):
 
 
 def needs_rationale(choice: str, recommendation: str) -> bool:
-    """Anything but agreeing with the model needs words: overrides, escalations, info requests."""
+    """Anything but agreeing with the model needs words: overrides, escalations, info requests,
+    and a note (whose words are the whole point)."""
     return choice != recommendation
 
 
 def rationale_prompt(recommendation: str) -> str:
     """The hint shown above the rationale box, since the config cannot depend on task data."""
     others = ", ".join(c for c in OUTCOMES if needs_rationale(c, recommendation))
-    return f"The model recommends {recommendation}: a rationale is required if you choose {others}."
+    return (
+        f"The model recommends {recommendation}: a rationale is required if you choose {others} "
+        "(for annotate, it is the note the next reviewer reads)."
+    )
 
 
 def validate_annotation(
@@ -92,6 +100,8 @@ def validate_annotation(
     if choice not in OUTCOMES:
         return ValidationProblem(reason=f"unknown decision {choice!r}")
     rationale = rationale_text(result)
+    if rationale is None and choice == "annotate":
+        return ValidationProblem(reason="'annotate' needs the note, typed in the rationale box")
     if rationale is None and needs_rationale(choice, recommendation):
         return ValidationProblem(
             reason=f"{choice!r} against the recommendation {recommendation!r} needs a rationale"

@@ -23,6 +23,7 @@ class SyncResult:
     awaiting_signoff: int = 0
     escalated: int = 0
     returned: int = 0
+    annotated: int = 0
     invalid: int = 0
     late: int = 0
     already_seen: int = 0

@@ -61,6 +61,31 @@ def create_user(client: LabelStudioClient, email: str, password: str) -> int:
     return int(who.json()["id"])
 
 
+def add_reviewer(
+    session: Session,
+    client: LabelStudioClient,
+    email: str,
+    role: str,
+    password: str,
+    actor: str,
+    now: datetime,
+) -> tuple[int, bool]:
+    """Find or create the Label Studio user and give it a role: (user id, created).
+
+    The one way a user's answers start to count (`fraudloop.tiers` sends anyone else's back to
+    the queue), for `fraudloop reviewers add`, the demo's reviewers, tests and benchmarks alike.
+    `password` is used only when the user is created.
+    """
+    if role not in ROLES:  # before a Label Studio user exists for nothing
+        raise FraudloopError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    user_id = find_user(client, email)
+    created = user_id is None
+    if user_id is None:
+        user_id = create_user(client, email, password)
+    register(session, email, role, user_id, actor, now)
+    return user_id, created
+
+
 def register(
     session: Session, email: str, role: str, ls_user_id: int, actor: str, now: datetime
 ) -> bool:

@@ -25,6 +25,7 @@ _SIMILAR_COLUMNS = {
     "same_terminal": "same terminal",
     "disposition": "decided",
 }
+NO_NOTES = "No notes yet."
 LOOKUP_CHUNK = 100  # case ids per lookup: the query rides in the URL, which must stay < 16 kB
 
 
@@ -84,6 +85,7 @@ def build_task(case: Mapping[str, Any]) -> dict[str, Any]:
         "transaction": {k: _text(v) for k, v in c.snapshot.items()},
         "rationale_prompt": rationale_prompt(c.recommendation),
         "similar_html": similar_html(c.similar),
+        "reviewer_notes": NO_NOTES,  # `annotate` notes arrive later, through fraudloop.tiers
     }
     _refuse_sensitive(c.case_id, data)
     return {"data": data}

@@ -1,6 +1,7 @@
 """Review tiers against a real Label Studio: queues from the policy, answers returned to the queue,
-webhooks with a reconciliation pass behind them, a restart mid-sync, no raw PII in any request
-fraudloop sends, and a reviewer in a real browser (Playwright + Debian's Chromium) who rejects
+notes that keep a case open, users fraudloop did not register, webhooks with a reconciliation
+pass behind them, a restart mid-sync, no raw PII in any request fraudloop sends, and a reviewer
+in a real browser (Playwright + Debian's Chromium) who rejects
 the next task with a rationale; the screenshot is kept under test-artifacts/."""
 
 import json
@@ -9,7 +10,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from labeling.projects import (
 )
 from labeling.reconcile import sync_reviews
 from labeling.reviewer_sim import open_tasks, ui_result
-from labeling.reviewers import create_user, register
+from labeling.reviewers import add_reviewer
 from labeling.webhook import ensure_webhooks
 
 pytestmark = pytest.mark.integration
@@ -105,10 +106,26 @@ def queues(client: LabelStudioClient) -> dict[str, int]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> str:
+def bare_store(tmp_path: Path) -> str:
+    """A store that knows no reviewer: nobody's answers count."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
     migrate(url)
     return url
+
+
+@pytest.fixture
+def store(bare_store: str, client: LabelStudioClient, labelstudio: tuple[str, str]) -> str:
+    """A store where the API token's user (who posts the tests' answers) is a senior reviewer."""
+    _register(bare_store, client, labelstudio, "senior")
+    return bare_store
+
+
+def _register(url: str, client: LabelStudioClient, labelstudio: tuple[str, str], role: str) -> str:
+    """The token's user, registered as `fraudloop reviewers add` does; returns its e-mail."""
+    me = server.check_token(*labelstudio)
+    with Session(make_engine(url)) as s, s.begin():
+        add_reviewer(s, client, me, role, "unused: the user exists", "admin", NOW)
+    return me
 
 
 def _deliver(url: str, client: LabelStudioClient, queues: dict[str, int]) -> int:
@@ -132,6 +149,17 @@ def _annotate(client: LabelStudioClient, task_id: int, choice: str, rationale: b
     return client.request(
         "POST", f"/api/tasks/{task_id}/annotations/", json={"result": result, "lead_time": 9.0}
     ).json()["id"]
+
+
+def _mirrored(
+    client: LabelStudioClient, task_id: int, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The task once fraudloop's mirror (after the webhook's response) has changed it."""
+    deadline = time.monotonic() + 15
+    while not done(task := client.request("GET", f"/api/tasks/{task_id}").json()):
+        assert time.monotonic() < deadline, f"task {task_id} was not changed: {task['data']}"
+        time.sleep(0.2)
+    return task
 
 
 def _task_ids(url: str, queue: str) -> dict[str, int]:
@@ -177,6 +205,65 @@ def test_invalid_answer_goes_back_to_the_queue_with_its_reason(
     with Session(make_engine(store)) as s:
         assert s.get(Decision, case.split(":")[0]).final_decision is None
     assert _sync(store, client, queues).invalid == 0  # not seen twice
+
+
+def test_annotate_leaves_a_note_and_the_case_open(
+    labelstudio: tuple[str, str], client: LabelStudioClient, queues: dict[str, int], store: str
+) -> None:
+    _store(store, 2)
+    _deliver(store, client, queues)
+    case, task_id = next(iter(_task_ids(store, "sync_review").items()))
+    with Session(make_engine(store)) as s:
+        due = s.get(ReviewTask, case).sla_due_at
+    annotation = _annotate(client, task_id, "annotate", rationale=True)
+    passes = []
+    for minutes in (10, 11):  # the same annotation twice, as a webhook and a reconciliation see it
+        with Session(make_engine(store)) as s, s.begin():
+            result = sync_reviews(s, client, queues, NOW + timedelta(minutes=minutes), POLICY)
+            passes.append((result.annotated, result.already_seen, result.total()))
+    assert passes == [(1, 0, 1), (0, 1, 1)]
+    with Session(make_engine(store)) as s, s.begin():
+        push_patches(s, client)
+    task = client.request("GET", f"/api/tasks/{task_id}").json()
+    assert task["total_annotations"] == 0  # still to be decided, in the labeling stream ...
+    assert task_id in [t["id"] for t in open_tasks(client, queues["sync_review"], 10)]
+    assert task["data"]["reviewer_notes"].endswith(  # ... with the note for the next reviewer
+        "annotate: the pattern does not fit this customer"
+    )
+    notes = _events(store, "human_annotate")
+    assert len(notes) == 1
+    assert notes.iloc[0]["actor"] == server.check_token(*labelstudio)
+    assert notes.iloc[0]["review_rationale"] == "annotate: the pattern does not fit this customer"
+    assert notes.iloc[0]["details"]["annotation_id"] == annotation
+    with Session(make_engine(store)) as s:
+        open_case = s.get(ReviewTask, case)
+        assert (open_case.status, open_case.sla_due_at) == ("delivered", due)  # SLA clock as is
+        assert s.get(Decision, open_case.transaction_id).final_decision is None
+    assert _sync(store, client, queues).total() == 0
+
+
+def test_an_unregistered_user_decides_nothing(
+    labelstudio: tuple[str, str], client: LabelStudioClient, queues: dict[str, int], bare_store: str
+) -> None:
+    """The token's user is Label Studio's admin, which fraudloop did not register (yet)."""
+    _store(bare_store, 2)
+    _deliver(bare_store, client, queues)
+    case, task_id = next(iter(_task_ids(bare_store, "sync_review").items()))
+    _annotate(client, task_id, "reject", rationale=True)  # a valid answer in every other way
+    result = _sync(bare_store, client, queues)
+    assert (result.invalid, result.applied) == (1, 0)
+    task = client.request("GET", f"/api/tasks/{task_id}").json()
+    assert task["total_annotations"] == 0
+    assert "is not a fraudloop reviewer" in task["data"]["notice"]
+    invalid = _events(bare_store, "invalid_annotation")
+    me = server.check_token(*labelstudio)
+    assert list(invalid["actor"]) == [me]
+    assert invalid.iloc[0]["details"]["problem"].startswith(f"{me} is not a fraudloop reviewer")
+    with Session(make_engine(bare_store)) as s:
+        assert s.get(Decision, case.split(":")[0]).final_decision is None
+    _register(bare_store, client, labelstudio, "reviewer")  # `fraudloop reviewers add`
+    _annotate(client, task_id, "reject", rationale=True)
+    assert _sync(bare_store, client, queues, minutes=12).applied == 1
 
 
 class _Api:
@@ -244,11 +331,14 @@ def test_webhook_applies_answers_and_reconciliation_recovers_a_lost_one(
         reviews = _wait_for_events(store, 1)
         assert len(reviews) == 1  # arrived through the webhook, no sync ran
         _annotate(client, tasks[2], "approve", rationale=False)  # invalid: back to the queue
-        deadline = time.monotonic() + 15
-        while client.request("GET", f"/api/tasks/{tasks[2]}").json()["total_annotations"]:
-            assert time.monotonic() < deadline, "the invalid answer was not removed"
-            time.sleep(0.2)
+        _mirrored(client, tasks[2], lambda t: t["total_annotations"] == 0)
         assert len(_events(store, "invalid_annotation")) == 1
+        noted = next(iter(_task_ids(store, "sync_review").values()))
+        _annotate(client, noted, "annotate", rationale=True)  # a note: stays in the queue
+        task = _mirrored(client, noted, lambda t: "No notes" not in t["data"]["reviewer_notes"])
+        assert task["data"]["reviewer_notes"].endswith("the pattern does not fit this customer")
+        assert task["total_annotations"] == 0
+        assert len(_events(store, "human_annotate")) == 1
     # receiver down: Label Studio saves the answer and drops the webhook silently
     _annotate(client, tasks[1], "approve", rationale=True)
     time.sleep(1.5)
@@ -306,7 +396,8 @@ def test_restart_mid_sync_loses_nothing_and_duplicates_nothing(
     )
     with Session(make_engine(store)) as s:
         assert ls_tasks == s.scalar(select(func.count()).select_from(ReviewTask)) == 9
-        assert s.scalar(select(func.count()).select_from(AuditEvent)) == 9 + 4
+        # 9 cases, 4 reviews, and the reviewer's registration
+        assert s.scalar(select(func.count()).select_from(AuditEvent)) == 9 + 4 + 1
 
 
 def test_nothing_sent_to_label_studio_carries_a_raw_sensitive_field(
@@ -327,6 +418,7 @@ def test_nothing_sent_to_label_studio_carries_a_raw_sensitive_field(
     _annotate(spy, ids[0], "reject", rationale=False)  # decided: similar case for later ones
     _annotate(spy, ids[1], "approve", rationale=False)  # invalid: returned to the queue
     _annotate(spy, ids[2], "escalate", rationale=True)  # to Tier 2
+    _annotate(spy, ids[3], "annotate", rationale=True)  # a note shown with the reviewer's name
     _sync(store, spy, queues)
     _deliver(store, spy, queues)  # the Tier 2 case, with similar cases
     assert _task_ids(store, "tier2")
@@ -356,6 +448,7 @@ def test_reviewer_rejects_the_next_task_in_the_browser(
     client = connect(url, token)
     store = f"sqlite:///{tmp_path / 'store.db'}"
     migrate(store)
+    _register(store, client, labelstudio, "reviewer")  # answers the first cases by API
     queues = ensure_projects(client, list(QUEUES), f"browser-{uuid.uuid4().hex[:8]}")
     _store(store, 6)  # decided first, so the next cases have similar past cases to show
     _deliver(store, client, queues)
@@ -366,9 +459,8 @@ def test_reviewer_rejects_the_next_task_in_the_browser(
     _deliver(store, client, queues)
 
     email, password = f"ana-{uuid.uuid4().hex[:6]}@fraudloop.test", "reviewer-pass-123"
-    user_id = create_user(client, email, password)
     with Session(make_engine(store)) as s, s.begin():
-        register(s, email, "reviewer", user_id, "admin", NOW)
+        add_reviewer(s, client, email, "reviewer", password, "admin", NOW)
     project = queues["sync_review"]
     start = review_url(url, project, ensure_priority_view(client, project))
 

@@ -1,5 +1,6 @@
 """Review tiers on the store (SQLite and PostgreSQL): SLA escalation, Tier 3 pages, second
-sign-off by two different reviewers, returns to the queue, seniors only in Tier 2."""
+sign-off by two different reviewers, returns to the queue, notes that decide nothing, registered
+reviewers only, seniors only in Tier 2."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,8 @@ from fraudloop.decisions import ModelInfo
 from fraudloop.policy import load_policy
 from fraudloop.schema import validate_batch
 from fraudloop.settings import PACKAGE_DIR
-from fraudloop.storage import Decision, Reviewer, ReviewTask, make_engine
+from fraudloop.storage import Decision, ReviewTask, make_engine
+from labeling.reviewers import register
 from monitoring.alerts import MemorySink
 from monitoring.paging import send_pages
 
@@ -25,6 +27,9 @@ POLICY = load_policy(PACKAGE_DIR / "policy.yaml")
 NOW = datetime(2026, 3, 1, 12, 0)
 HIGH = POLICY.high_impact.amount_above + 500  # needs a second sign-off
 INCIDENT = POLICY.escalation.incident_amount_above + 1  # pages Tier 3 when its SLA breaks
+# registered as `fraudloop reviewers add` does; anyone else's answers do not count
+REVIEWERS = {"ana@x": "reviewer", "bo@x": "reviewer", "cy@x": "reviewer", "dee@x": "reviewer"}
+REVIEWERS |= {"sam@x": "senior"}
 
 
 def _store(db_url: str, amounts: list[float], scores: list[float]) -> Session:
@@ -55,6 +60,8 @@ def _store(db_url: str, amounts: list[float], scores: list[float]) -> Session:
     session = Session(make_engine(db_url), expire_on_commit=False)
     with _tx(session):
         decisions.save(session, batch)
+        for user_id, (email, role) in enumerate(REVIEWERS.items(), 1):
+            register(session, email, role, user_id, "admin@x", NOW)
     return session
 
 
@@ -154,9 +161,6 @@ def test_second_signoff_needs_another_reviewer_who_agrees(db_url: str) -> None:
 
 def test_signoff_disagreement_goes_to_tier2_where_a_senior_decides(db_url: str) -> None:
     s = _store(db_url, [HIGH], [0.9])
-    with _tx(s):
-        s.add(Reviewer(email="cy@x", role="reviewer", created_at=NOW))
-        s.add(Reviewer(email="sam@x", role="senior", created_at=NOW))
     _receive(s, _answer("tx-0:sync_review", 1, "ana@x", "human_reject"))
     disagree = _answer("tx-0:second_signoff", 2, "bo@x", "human_approve", rationale="known")
     assert _receive(s, disagree) == "escalated"
@@ -168,6 +172,10 @@ def test_signoff_disagreement_goes_to_tier2_where_a_senior_decides(db_url: str) 
 
     junior = _answer("tx-0:tier2", 3, "cy@x", "human_approve", rationale="looks fine")
     assert _receive(s, junior) == "invalid"  # Tier 2 is for seniors
+    assert s.get(ReviewTask, "tx-0:tier2").status_reason == (
+        "Tier 2 decisions need a senior reviewer; cy@x is a reviewer"
+    )
+    assert s.get(Decision, "tx-0").final_decision is None
     assert _receive(s, _answer("tx-0:tier2", 4, "sam@x", "human_reject")) == "applied"
     d = s.get(Decision, "tx-0")
     assert (d.final_decision, d.reviewer) == ("human_reject", "sam@x")
@@ -211,3 +219,65 @@ def test_priority_ages_and_is_mirrored_for_delivered_cases(db_url: str) -> None:
     with _tx(s):
         tasks = list(s.scalars(select(ReviewTask).order_by(ReviewTask.priority.desc())))
     assert [t.case_id for t in tasks] == ["tx-1:sync_review", "tx-0:async_review"]
+
+
+def test_annotate_adds_a_note_and_decides_nothing(db_url: str) -> None:
+    s = _store(db_url, [80.0, 90.0], [0.8, 0.8])
+    case = "tx-0:async_review"
+    before = s.get(ReviewTask, case)
+    due, reason = before.sla_due_at, before.status_reason
+    note = _answer(case, 1, "ana@x", "annotate", rationale="cardholder called, travelling")
+    assert _receive(s, note) == "annotated"
+    assert _receive(s, note, minutes=20) == "already_seen"  # webhook and reconciliation both
+    task = s.get(ReviewTask, case)
+    assert (task.status, task.sla_due_at, task.status_reason) == ("pending", due, reason)
+    assert task.decision is None and task.reviewer is None
+    assert task.ls_patch["delete_annotations"] == [1]  # out of Label Studio, not the trail
+    assert task.ls_patch["data"]["reviewer_notes"] == (
+        "2026-03-01 12:10 UTC, ana: cardholder called, travelling"
+    )
+    assert s.get(Decision, "tx-0").final_decision is None
+    events = _events(s, "tx-0")
+    notes = events[events["event_type"] == tiers.NOTE_EVENT]
+    assert len(notes) == 1
+    assert (notes.iloc[0]["actor"], notes.iloc[0]["review_rationale"]) == (
+        "ana@x",
+        "cardholder called, travelling",
+    )
+
+    more = _answer(case, 2, "bo@x", "annotate", rationale="card 4000 0000 0000 1234 seen twice")
+    assert _receive(s, more, minutes=15) == "annotated"
+    shown = s.get(ReviewTask, case).ls_patch["data"]["reviewer_notes"].splitlines()
+    assert shown[0] == "2026-03-01 12:10 UTC, ana: cardholder called, travelling"
+    assert shown[1].startswith("2026-03-01 12:15 UTC, bo: card [redacted]")
+    assert "4000" not in shown[1]  # Label Studio gets no PII, even pasted into a note
+    decide = _answer(case, 3, "dee@x", "human_approve", rationale="travel confirmed")
+    assert _receive(s, decide) == "applied"
+    assert s.get(Decision, "tx-0").final_decision == "human_approve"
+
+    # a note follows the case to Tier 2: the senior reads it once the case is delivered
+    other = "tx-1:async_review"
+    assert _receive(s, _answer(other, 4, "ana@x", "annotate", rationale="odd hour")) == "annotated"
+    up = _answer(other, 5, "bo@x", "escalated", rationale="unsure")
+    assert _receive(s, up) == "escalated"
+    tier2 = s.get(ReviewTask, "tx-1:tier2")
+    assert tier2.ls_patch["data"]["reviewer_notes"] == "2026-03-01 12:10 UTC, ana: odd hour"
+    junior = _answer("tx-1:tier2", 6, "cy@x", "annotate", rationale="my two cents")
+    assert _receive(s, junior) == "invalid"  # Tier 2 takes notes from seniors only
+
+
+def test_an_unregistered_user_decides_nothing(db_url: str) -> None:
+    s = _store(db_url, [80.0], [0.8])
+    case = "tx-0:async_review"
+    admin = _answer(case, 1, "admin@labelstudio", "human_reject")  # valid, but not a reviewer
+    assert _receive(s, admin) == "invalid"
+    assert _receive(s, admin) == "already_seen"
+    task = s.get(ReviewTask, case)
+    assert task.status == "pending" and task.ls_patch["delete_annotations"] == [1]
+    assert task.status_reason.startswith("admin@labelstudio is not a fraudloop reviewer")
+    assert "fraudloop reviewers add" in task.ls_patch["data"]["notice"]
+    assert s.get(Decision, "tx-0").final_decision is None
+    invalid = _events(s, "tx-0").iloc[-1]
+    assert (invalid["event_type"], invalid["actor"]) == ("invalid_annotation", "admin@labelstudio")
+    assert "not a fraudloop reviewer" in invalid["details"]["problem"]
+    assert _receive(s, _answer(case, 2, "ana@x", "human_reject")) == "applied"

@@ -105,6 +105,22 @@ def test_anything_but_agreeing_needs_a_rationale(choice: str, recommendation: st
     assert outcome.is_override == (choice in ("approve", "reject"))
 
 
+@pytest.mark.parametrize("recommendation", ["approve", "reject"])
+def test_annotate_is_a_note_that_needs_its_text(recommendation: str) -> None:
+    for blank in (None, "  "):
+        problem = validate_annotation(_result(["annotate"], blank), recommendation)
+        assert problem == ValidationProblem(
+            reason="'annotate' needs the note, typed in the rationale box"
+        )
+    outcome = validate_annotation(_result(["annotate"], "called the bank"), recommendation)
+    assert isinstance(outcome, ReviewOutcome)
+    assert (outcome.decision, outcome.rationale, outcome.is_override) == (
+        "annotate",
+        "called the bank",
+        False,
+    )
+
+
 @pytest.mark.parametrize("choices", [[], ["maybe"], ["approve", "reject"]])
 def test_unknown_missing_or_several_choices_are_problems(choices: list[str]) -> None:
     problem = validate_annotation(_result(choices, "because"), "reject")
