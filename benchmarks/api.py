@@ -29,7 +29,7 @@ from fraudloop.storage import migrate, open_session
 WARMUP = 20
 
 
-def run(requests: int, concurrency: int) -> dict[str, Any]:
+def run(requests: int, concurrency: int, workers: int = 1) -> dict[str, Any]:
     with scratch_dir() as tmp:
         home = Path(tmp)
         world = make_world()
@@ -53,13 +53,14 @@ def run(requests: int, concurrency: int) -> dict[str, Any]:
         }
         command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]
         command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        command += ["--workers", str(workers)]
         server = subprocess.Popen(command, env=env)
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_ready(base, server)
             later = tx[tx["tx_datetime"] >= cutoff].drop(columns=TRUTH)
             records = _payloads(later, WARMUP + requests)
-            return _load(base, key, records, concurrency)
+            return {**_load(base, key, records, concurrency), "workers": workers}
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -20,11 +20,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pandas as pd
-from sqlalchemy import Row, insert, select, text
+from sqlalchemy import Row, Table, insert, select, text
 from sqlalchemy.orm import Session
 
 from fraudloop.storage import AuditEvent, json_default, json_text, read_frame
@@ -139,7 +139,8 @@ def append(session: Session, events: list[dict[str, Any]]) -> int:
         row["prev_hash"], row["hash"] = prev, chain_hash(prev, content)
         prev = row["hash"]
         rows.append(row)
-    session.execute(insert(AuditEvent.__table__), rows)  # Core: no ORM bookkeeping per row
+    table = cast(Table, AuditEvent.__table__)
+    session.execute(insert(table), rows)  # Core: no ORM bookkeeping per row
     return len(rows)
 
 

@@ -174,6 +174,9 @@ def up() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (one per core: each keeps its own warm model)")
+    ] = 1,
 ) -> None:
     """Online API: POST /v1/score, decision reads, /healthz and /readyz (OpenAPI at /docs)."""
     import uvicorn
@@ -183,7 +186,10 @@ def serve(
 
     settings = get_settings()
     _run(migrate, settings.database_url)
-    uvicorn.run(_run(create_app, settings), host=host, port=port, log_level="info")
+    if workers == 1:
+        uvicorn.run(_run(create_app, settings), host=host, port=port, log_level="info")
+    else:  # workers are new processes: they build the app from the same environment
+        uvicorn.run("api.app:create_app", factory=True, workers=workers, host=host, port=port)
 
 
 @app.command()

@@ -244,7 +244,7 @@ def insert_ignore(session: Session, model: type[Base], rows: Sequence[dict[str, 
 
 def read_frame(session: Session, stmt: Any) -> pd.DataFrame:
     """Rows as a frame; straight from the result (`pd.read_sql` adds ~1 ms a call online)."""
-    result = session.execute(stmt)
+    result = session.connection().execute(stmt)  # Core: `select(Entity)` gives its columns
     return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
