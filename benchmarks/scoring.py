@@ -40,6 +40,7 @@ def run(rows: int, db_url: str | None, policy: Policy, chunk: int = 10_000) -> d
         booster = _booster(model)
         elapsed = bare_elapsed = 0.0
         scored = bare_rows = 0
+        peak_by_rows: dict[int, float] = {}  # flat memory: the peak stops growing
         every = max(1, rows // BARE_ROWS_MAX)  # bare on every `every`-th chunk, spread over the run
         for i, records in enumerate(workload(world, rows, chunk, run_id)):
             started = time.perf_counter()
@@ -52,6 +53,7 @@ def run(rows: int, db_url: str | None, policy: Policy, chunk: int = 10_000) -> d
             if i % every == 0:  # right after, on the same rows: under the same machine load
                 bare_elapsed += _bare(booster, model.features, records, policy)
                 bare_rows += len(records)
+                peak_by_rows[scored] = round(peak_rss_mb(), 1)
         if scored != rows:
             raise RuntimeError(f"expected {rows} new decisions, stored {scored}")
         engine_for(url).dispose()
@@ -67,6 +69,7 @@ def run(rows: int, db_url: str | None, policy: Policy, chunk: int = 10_000) -> d
         "ratio": round(rate / bare_rate, 3),
         "setup_rss_mb": round(setup_rss, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb_by_rows": peak_by_rows,
         "model": f"{model.name} v{model.version}",
     }
 
