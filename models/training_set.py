@@ -47,10 +47,10 @@ def build_training_frame(
     history = transactions[(when < start) & (when >= start - timedelta(days=cfg.history_days))]
     features = compute_features(history, window, labels, cfg)
     verdict = current_labels(labels, as_of)
-    known = window["_id"].isin(verdict.index).to_numpy()
-    ids = window.loc[known, "_id"].tolist()
+    position = verdict.index.get_indexer(window["_id"])  # one hash lookup per row; -1: unknown
+    known = position >= 0
     return TrainingFrame(
         X=features[known].reset_index(drop=True),
-        y=verdict.loc[ids].to_numpy(int),
-        transaction_ids=ids,
+        y=verdict.to_numpy(int)[position[known]],
+        transaction_ids=window.loc[known, "_id"].tolist(),
     )

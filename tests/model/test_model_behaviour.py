@@ -10,7 +10,7 @@ import pytest
 from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
 from models.explain import predict_frame
 from models.features import DEFAULT_CONFIG, feature_texts
-from models.train import FraudModel, TrainParams, train_model
+from models.train import FraudModel, TrainParams, _fit_rows, train_model
 from models.training_set import TrainingFrame, build_training_frame
 
 
@@ -66,3 +66,14 @@ def test_training_refuses_a_window_without_frauds() -> None:
     X = pd.DataFrame({"tx_amount": np.arange(10.0)})
     with pytest.raises(ValueError, match="frauds"):
         train_model(X, np.zeros(10, dtype=int))
+
+
+def test_a_long_window_fits_on_every_fraud_and_a_fixed_sample_of_legit_rows() -> None:
+    y = np.zeros(1_000, dtype=int)
+    y[::50] = 1
+    params = TrainParams(max_legit_rows=300)
+    rows = _fit_rows(y, params)
+    assert (y[rows] == 1).sum() == 20 and (y[rows] == 0).sum() == 300
+    assert (np.diff(rows) > 0).all()  # still in time order
+    np.testing.assert_array_equal(rows, _fit_rows(y, params))
+    np.testing.assert_array_equal(_fit_rows(y, TrainParams()), np.arange(1_000))

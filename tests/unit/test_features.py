@@ -11,6 +11,7 @@ from models.features import (
     DEFAULT_CONFIG,
     FEATURE_COLUMNS,
     HANDBOOK_FEATURES,
+    chronological_order,
     compute_features,
 )
 
@@ -81,6 +82,22 @@ def test_ties_are_ordered_by_natural_transaction_id() -> None:
     f = compute_features(tx.iloc[:0], tx, NO_LABELS)
     assert f["customer_id_nb_tx_1day_window"].tolist() == [2.0, 1.0]
     assert f["customer_id_avg_amount_1day_window"].tolist() == [30.0, 10.0]
+
+
+def test_chronological_order_sorts_by_time_then_natural_id_keeping_duplicates_in_order() -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    tx = pd.DataFrame(
+        {
+            "transaction_id": [str(i) for i in rng.integers(0, 150, n)],  # duplicates too
+            "tx_datetime": [T0 + timedelta(seconds=int(s)) for s in rng.integers(0, 40, n)],
+        }
+    )
+    expected = sorted(
+        range(n),
+        key=lambda i: (tx["tx_datetime"][i], len(tx["transaction_id"][i]), tx["transaction_id"][i]),
+    )  # sorted() is stable: equal keys keep input order
+    assert chronological_order(tx).tolist() == expected
 
 
 def test_terminal_windows_are_shifted_by_the_delay_and_use_known_frauds_only() -> None:

@@ -100,3 +100,22 @@ def test_the_default_window_gives_the_handbooks_test_set_size() -> None:
     raw = pd.read_parquet(HANDBOOK_DATA, columns=["TX_DATETIME", "CUSTOMER_ID", "TX_FRAUD"])
     frame = raw.set_axis(["tx_datetime", "customer_id", "is_fraud"], axis=1)
     assert len(hb.test_rows(frame, Window(datetime(2018, 7, 25)))) == 58_264
+
+
+def test_the_ceiling_oracle_sees_a_terminal_compromise_only_after_the_delay() -> None:
+    from benchmarks.handbook_ceiling import revealable
+
+    t = START + timedelta(days=20)
+    rows = [  # (time, terminal, is_fraud, scenario)
+        (t - timedelta(days=9), "old", 1, 2),  # its label is known 2 days before t
+        (t - timedelta(days=3), "fresh", 1, 2),  # its label arrives 4 days after t
+        (t - timedelta(days=40), "ended", 1, 2),  # a compromise over long ago
+        (t, "old", 1, 2),
+        (t, "fresh", 1, 2),
+        (t, "ended", 1, 2),
+        (t, "any", 1, 1),  # the amount alone shows it
+        (t, "any", 0, 0),
+    ]
+    frame = pd.DataFrame(rows, columns=["tx_datetime", "terminal_id", "is_fraud", "fraud_scenario"])
+    shown = revealable(frame, frame.iloc[3:], delay_days=7)
+    assert shown.tolist() == [True, False, False, True, False]
