@@ -18,7 +18,6 @@ import pandas as pd
 NS_PER_DAY = 86_400 * 10**9
 NS_PER_HOUR = 3_600 * 10**9
 FOREVER = np.iinfo(np.int64).max // 4
-TX_COLUMNS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount"]
 
 
 @dataclass(frozen=True)
@@ -210,17 +209,15 @@ def compute_features(
     transactions absent from both frames cannot be placed on a terminal and are ignored.
     """
     tx = _chronological(history, new)
-    t = tx["tx_datetime"].to_numpy("datetime64[ns]").view(np.int64)
-    amount = tx["amount"].to_numpy(float)
-    customers = _Timeline(pd.factorize(tx["customer_id"])[0].astype(np.int64), t)
-    terminals = _Timeline(pd.factorize(tx["terminal_id"])[0].astype(np.int64), t)
-    when = tx["tx_datetime"].dt
+    t, amount = tx.times, tx.amount
+    customers = _Timeline(pd.factorize(tx.customer_ids)[0].astype(np.int64), t)
+    terminals = _Timeline(pd.factorize(tx.terminal_ids)[0].astype(np.int64), t)
     out: dict[str, np.ndarray] = {
         "tx_amount": amount,
-        "tx_during_weekend": (when.weekday >= 5).to_numpy(float),
-        "tx_during_night": (when.hour <= 6).to_numpy(float),
+        "tx_during_weekend": (_weekday(t) >= 5).astype(float),
+        "tx_during_night": ((t // NS_PER_HOUR) % 24 <= 6).astype(float),
     }
-    events = _fraud_periods(labels, tx["transaction_id"], t)
+    events = _fraud_periods(labels, tx.ids, t)
     for name, values in (
         _customer_features(customers, amount, cfg)
         | _terminal_features(terminals, events, cfg)
@@ -230,31 +227,55 @@ def compute_features(
         | _usual_spending_features(customers, amount, cfg)
     ).items():
         out[name] = values
-    frame = pd.DataFrame(out)[feature_columns(cfg)]
-    is_new = tx["_new"].to_numpy()
-    result = frame[is_new].set_axis(tx.loc[is_new, "_row"].to_numpy())
-    return result.sort_index().set_axis(new.index)
+    is_new = tx.new_row >= 0
+    in_input_order = np.argsort(tx.new_row[is_new], kind="stable")
+    columns = feature_columns(cfg)
+    matrix = np.column_stack([out[c][is_new][in_input_order] for c in columns])
+    return pd.DataFrame(matrix, columns=columns, index=new.index)
 
 
-def _chronological(history: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _Rows:
+    """History and new transactions as arrays in chronological order; `new_row` is the row's
+    position in `new`, -1 for history. Arrays, not a frame: small online batches spent most of
+    their time in pandas bookkeeping."""
+
+    ids: np.ndarray
+    times: np.ndarray  # int64 ns
+    customer_ids: np.ndarray
+    terminal_ids: np.ndarray
+    amount: np.ndarray
+    new_row: np.ndarray
+
+
+def _chronological(history: pd.DataFrame, new: pd.DataFrame) -> _Rows:
     """History then new, sorted by time with ties broken by transaction_id in natural order."""
-    past = history.loc[~history["transaction_id"].isin(new["transaction_id"]), TX_COLUMNS]
-    tx = pd.concat(
-        [
-            past.assign(_new=False, _row=-1),
-            new[TX_COLUMNS].assign(_new=True, _row=np.arange(len(new))),
-        ],
-        ignore_index=True,
+    past = ~history["transaction_id"].isin(new["transaction_id"]).to_numpy()
+
+    def both(name: str) -> np.ndarray:
+        return np.concatenate([history[name].to_numpy()[past], new[name].to_numpy()])
+
+    times = np.concatenate([_ns(history["tx_datetime"])[past], _ns(new["tx_datetime"])])
+    ids = both("transaction_id")
+    new_row = np.concatenate([np.full(int(past.sum()), -1), np.arange(len(new))])
+    order = _order(times, ids)
+    return _Rows(
+        ids=ids[order],
+        times=times[order],
+        customer_ids=both("customer_id")[order],
+        terminal_ids=both("terminal_id")[order],
+        amount=both("amount").astype(float)[order],
+        new_row=new_row[order],
     )
-    return tx.iloc[chronological_order(tx)].reset_index(drop=True)
 
 
 def chronological_order(tx: pd.DataFrame) -> np.ndarray:
-    """Row order by (tx_datetime, transaction_id), ids in natural order ("9" before "10").
+    """Row order by (tx_datetime, transaction_id), ids in natural order ("9" before "10")."""
+    return _order(_ns(tx["tx_datetime"]), tx["transaction_id"].to_numpy())
 
-    Only rows sharing a timestamp need their ids compared, so only those become strings.
-    """
-    times = tx["tx_datetime"].to_numpy("datetime64[ns]").view(np.int64)
+
+def _order(times: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Only rows sharing a timestamp need their ids compared, so only those become strings."""
     order = np.argsort(times, kind="stable")
     ordered = times[order]
     same = ordered[1:] == ordered[:-1]
@@ -262,9 +283,18 @@ def chronological_order(tx: pd.DataFrame) -> np.ndarray:
     tied[1:] |= same
     tied[:-1] |= same
     rows = order[tied]
-    ids = tx["transaction_id"].to_numpy()[rows].astype(str)
-    order[tied] = rows[np.lexsort((ids, np.char.str_len(ids), times[rows]))]
+    tied_ids = ids[rows].astype(str)
+    order[tied] = rows[np.lexsort((tied_ids, np.char.str_len(tied_ids), times[rows]))]
     return order
+
+
+def _ns(when: pd.Series) -> np.ndarray:
+    return when.to_numpy("datetime64[ns]").view(np.int64)
+
+
+def _weekday(t: np.ndarray) -> np.ndarray:
+    """Monday 0 ... Sunday 6, as pandas' `dt.weekday` (1970-01-01 was a Thursday)."""
+    return (t // NS_PER_DAY + 3) % 7
 
 
 def _customer_features(
@@ -299,7 +329,7 @@ def _customer_features(
     return {name: line.unsort(values) for name, values in out.items()}
 
 
-def _fraud_periods(labels: pd.DataFrame, ids: pd.Series, t: np.ndarray) -> pd.DataFrame:
+def _fraud_periods(labels: pd.DataFrame, ids: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
     """Per transaction row, the periods [start, end) in ns during which it is *known* fraud.
 
     A label counts from just after its `known_at` (strictly before t) until the next label of
@@ -329,14 +359,12 @@ def _fraud_periods(labels: pd.DataFrame, ids: pd.Series, t: np.ndarray) -> pd.Da
     same = row[1:] == row[:-1]
     next_known[:-1][same] = known[1:][same]
     is_fraud = fraud == 1
-    return pd.DataFrame(
-        {
-            "row": row[is_fraud],
-            "tx_time": t[row[is_fraud]],
-            "start": known[is_fraud] + 1,
-            "end": next_known[is_fraud] + 1,
-        }
-    )
+    return {
+        "row": row[is_fraud],
+        "tx_time": t[row[is_fraud]],
+        "start": known[is_fraud] + 1,
+        "end": next_known[is_fraud] + 1,
+    }
 
 
 def _count_active(
@@ -357,20 +385,20 @@ def _count_active(
 
 
 def _terminal_features(
-    line: _Timeline, events: pd.DataFrame, cfg: FeatureConfig
+    line: _Timeline, events: dict[str, np.ndarray], cfg: FeatureConfig
 ) -> dict[str, np.ndarray]:
     """Handbook terminal windows (t - delay - w, t - delay]; frauds only if known before t."""
     codes = line.codes
     delay = cfg.delay_days * NS_PER_DAY
     hi = line.since(delay)
-    ev_codes = line.unsort(codes)[events["row"].to_numpy()]
-    tx_time = events["tx_time"].to_numpy()
+    ev_codes = line.unsort(codes)[events["row"]]
+    tx_time = events["tx_time"]
     out: dict[str, np.ndarray] = {}
     for w in cfg.windows:
         span = delay + w * NS_PER_DAY
         n_tx = hi - line.since(span)
-        start = np.maximum(events["start"].to_numpy(), tx_time + delay)
-        end = np.minimum(events["end"].to_numpy(), tx_time + span)
+        start = np.maximum(events["start"], tx_time + delay)
+        end = np.minimum(events["end"], tx_time + span)
         n_fraud = _count_active(line, ev_codes, start, end)
         out[f"terminal_id_nb_tx_{w}day_window"] = n_tx.astype(float)
         out[f"terminal_id_risk_{w}day_window"] = np.where(
@@ -380,29 +408,29 @@ def _terminal_features(
 
 
 def _fresh_label_features(
-    name: str, line: _Timeline, events: pd.DataFrame, cfg: FeatureConfig
+    name: str, line: _Timeline, events: dict[str, np.ndarray], cfg: FeatureConfig
 ) -> dict[str, np.ndarray]:
     """Frauds on this entity that became known in (t - w, t), whatever the transaction's age."""
-    ev_codes = line.unsort(line.codes)[events["row"].to_numpy()]
-    start = events["start"].to_numpy()  # known_at + 1 ns
+    ev_codes = line.unsort(line.codes)[events["row"]]
+    start = events["start"]  # known_at + 1 ns
     out: dict[str, np.ndarray] = {}
     for w in cfg.label_windows:
-        end = np.minimum(events["end"].to_numpy(), start - 1 + w * NS_PER_DAY)
+        end = np.minimum(events["end"], start - 1 + w * NS_PER_DAY)
         count = _count_active(line, ev_codes, start, end)
         out[f"{name}_frauds_known_{w}day"] = line.unsort(count.astype(float))
     return out
 
 
 def _terminal_fraud_spans(
-    line: _Timeline, events: pd.DataFrame, cfg: FeatureConfig
+    line: _Timeline, events: dict[str, np.ndarray], cfg: FeatureConfig
 ) -> dict[str, np.ndarray]:
     """Known frauds among the terminal's transactions of (t - hi, t - lo] days."""
-    ev_codes = line.unsort(line.codes)[events["row"].to_numpy()]
-    tx_time = events["tx_time"].to_numpy()
+    ev_codes = line.unsort(line.codes)[events["row"]]
+    tx_time = events["tx_time"]
     out: dict[str, np.ndarray] = {}
     for lo, hi in cfg.terminal_fraud_spans:
-        start = np.maximum(events["start"].to_numpy(), tx_time + lo * NS_PER_DAY)
-        end = np.minimum(events["end"].to_numpy(), tx_time + hi * NS_PER_DAY)
+        start = np.maximum(events["start"], tx_time + lo * NS_PER_DAY)
+        end = np.minimum(events["end"], tx_time + hi * NS_PER_DAY)
         count = _count_active(line, ev_codes, start, end)
         out[f"terminal_id_frauds_known_{lo}_{hi}days_ago"] = line.unsort(count.astype(float))
     return out
