@@ -1,8 +1,7 @@
 """Top SHAP contributions in words a reviewer understands (pure: no MLflow import)."""
 
-import json
-
 import numpy as np
+import orjson
 import pandas as pd
 
 from models.train import FraudModel
@@ -21,22 +20,26 @@ def reason_text(template: str | list[str], value: float, contribution: float) ->
 
 
 def top_reasons(
-    model: FraudModel, X: pd.DataFrame, texts: dict[str, str | list[str]], n: int = TOP_N
+    contributions: np.ndarray,
+    values: np.ndarray,
+    features: list[str],
+    texts: dict[str, str | list[str]],
+    n: int = TOP_N,
 ) -> list[list[dict[str, float | str]]]:
-    """Per row, the `n` features with the largest |SHAP| (exact TreeSHAP, log-odds)."""
-    contribs = model.contributions(X)[:, :-1]  # last column is the bias
-    values = X[model.features].to_numpy(float)
+    """Per row, the `n` features with the largest |SHAP| (exact TreeSHAP, log-odds; the bias
+    column, last, is left out)."""
+    contribs = contributions[:, :-1]
     top = np.argsort(-np.abs(contribs), axis=1, kind="stable")[:, :n]
     reasons = []
     for row, cols in enumerate(top):
         reasons.append(
             [
                 {
-                    "feature": model.features[c],
+                    "feature": features[c],
                     "value": float(values[row, c]),
                     "contribution": float(contribs[row, c]),
                     "text": reason_text(
-                        texts.get(model.features[c], model.features[c] + " = {value:g}"),
+                        texts.get(features[c], features[c] + " = {value:g}"),
                         values[row, c],
                         contribs[row, c],
                     ),
@@ -51,12 +54,14 @@ def predict_frame(
     model: FraudModel, X: pd.DataFrame, texts: dict[str, str | list[str]]
 ) -> pd.DataFrame:
     """What the registered model returns: score, confidence and reasons as a JSON string."""
-    score = model.predict_proba(X)
+    score, contributions = model.score_and_contributions(X)
+    values = X[model.features].to_numpy(float)
+    reasons = top_reasons(contributions, values, model.features, texts)
     return pd.DataFrame(
         {
             "score": score,
             "confidence": np.maximum(score, 1 - score),
-            "reasons": [json.dumps(r) for r in top_reasons(model, X, texts)],
+            "reasons": [orjson.dumps(r).decode() for r in reasons],
         },
         index=X.index,
     )

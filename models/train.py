@@ -71,7 +71,9 @@ class FraudModel:
     features: list[str] = field(default_factory=list)
 
     def _matrix(self, X: pd.DataFrame) -> xgb.DMatrix:
-        return xgb.DMatrix(X[self.features].to_numpy(float), feature_names=self.features)
+        ordered = list(X.columns) == self.features  # skips a frame copy per call when serving
+        values = X.to_numpy(float) if ordered else X[self.features].to_numpy(float)
+        return xgb.DMatrix(values, feature_names=self.features)
 
     def margin(self, X: pd.DataFrame) -> np.ndarray:
         return self.booster.predict(self._matrix(X), output_margin=True)
@@ -86,6 +88,12 @@ class FraudModel:
     def contributions(self, X: pd.DataFrame) -> np.ndarray:
         """Exact TreeSHAP in log-odds: one column per feature, then the bias column."""
         return self.booster.predict(self._matrix(X), pred_contribs=True)
+
+    def score_and_contributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """`predict_proba` and `contributions` from one matrix (serving does both per call)."""
+        matrix = self._matrix(X)
+        margin = self.booster.predict(matrix, output_margin=True)
+        return self.calibrate(margin), self.booster.predict(matrix, pred_contribs=True)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
