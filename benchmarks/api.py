@@ -29,14 +29,16 @@ from fraudloop.storage import migrate, open_session
 WARMUP = 20
 
 
-def run(requests: int, concurrency: int, workers: int = 1) -> dict[str, Any]:
+def run(
+    requests: int, concurrency: int, workers: int = 1, db_url: str | None = None
+) -> dict[str, Any]:
     with scratch_dir() as tmp:
         home = Path(tmp)
         world = make_world()
         champion(world, home)
         tx = world.base
         cutoff = tx["tx_datetime"].iloc[len(tx) * 3 // 4]
-        url = f"sqlite:///{home / 'store.db'}"
+        url = db_url or f"sqlite:///{home / 'store.db'}"
         _store(url, tx, cutoff)
         key = new_key()
         port = _free_port()
@@ -60,7 +62,8 @@ def run(requests: int, concurrency: int, workers: int = 1) -> dict[str, Any]:
             _wait_ready(base, server)
             later = tx[tx["tx_datetime"] >= cutoff].drop(columns=TRUTH)
             records = _payloads(later, WARMUP + requests)
-            return {**_load(base, key, records, concurrency), "workers": workers}
+            result = _load(base, key, records, concurrency)
+            return {**result, "workers": workers, "db": url.split(":", 1)[0]}
         finally:
             server.terminate()
             server.wait(timeout=30)

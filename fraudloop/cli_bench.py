@@ -44,12 +44,13 @@ def api(
     workers: Annotated[
         int, typer.Option(help="API worker processes (fraudloop serve --workers)")
     ] = 1,
+    db: Annotated[str | None, typer.Option(help="Store URL (default: a fresh SQLite file)")] = None,
     out: Out = None,
 ) -> None:
     """POST /v1/score latency over loopback against a real uvicorn process."""
     from benchmarks import api as bench
 
-    _report(bench.run(requests, concurrency, workers), out)
+    _report(bench.run(requests, concurrency, workers, db), out)
 
 
 @bench_app.command("handbook")
