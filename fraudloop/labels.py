@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from fraudloop.frames import records
@@ -31,9 +31,12 @@ def history(
     terminals: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Stored transactions in [since, until), optionally only those of some customers/terminals."""
-    columns = [getattr(TransactionRow, c) for c in HISTORY_COLUMNS]
-    stmt = select(*columns).where(*_history_filter(since, until, customers, terminals))
-    frame = read_frame(session, stmt)
+    window = {"since": since, "until": until}
+    if customers is None or terminals is None:
+        frame = read_frame(session, _HISTORY, window)
+    else:
+        entities = {"customers": list(customers), "terminals": list(terminals)}
+        frame = read_frame(session, _HISTORY_OF, window | entities)
     frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"])
     return frame
 
@@ -49,33 +52,39 @@ def history_labels(
 ) -> pd.DataFrame:
     """Label events of the transactions `history` returns, and of `also`: all that features
     can use, without reading every label ever stored (which made online scoring O(labels))."""
-    ids = select(TransactionRow.transaction_id).where(
-        *_history_filter(since, until, customers, terminals)
-    )
-    stmt = select(*[getattr(Label, c) for c in LABEL_COLUMNS]).where(
-        or_(Label.transaction_id.in_(ids), Label.transaction_id.in_(list(also))),
-        Label.known_at < known_before,
-    )
-    frame = read_frame(session, stmt)
+    params = {
+        "since": since,
+        "until": until,
+        "customers": list(customers),
+        "terminals": list(terminals),
+        "also": list(also),
+        "known_before": known_before,
+    }
+    frame = read_frame(session, _HISTORY_LABELS, params)
     frame["known_at"] = pd.to_datetime(frame["known_at"])
     return frame
 
 
-def _history_filter(
-    since: datetime,
-    until: datetime,
-    customers: Iterable[str] | None,
-    terminals: Iterable[str] | None,
-) -> list[ColumnElement[bool]]:
-    where = [TransactionRow.tx_datetime >= since, TransactionRow.tx_datetime < until]
-    if customers is not None and terminals is not None:
-        where.append(
-            or_(
-                TransactionRow.customer_id.in_(list(customers)),
-                TransactionRow.terminal_id.in_(list(terminals)),
-            )
-        )
-    return where
+# Built once with bound parameters: building them per call cost more than running them online.
+_IN_WINDOW = (
+    TransactionRow.tx_datetime >= bindparam("since"),
+    TransactionRow.tx_datetime < bindparam("until"),
+)
+_OF_ENTITIES = or_(
+    TransactionRow.customer_id.in_(bindparam("customers", expanding=True)),
+    TransactionRow.terminal_id.in_(bindparam("terminals", expanding=True)),
+)
+_HISTORY = select(*[getattr(TransactionRow, c) for c in HISTORY_COLUMNS]).where(*_IN_WINDOW)
+_HISTORY_OF = _HISTORY.where(_OF_ENTITIES)
+_HISTORY_LABELS = select(*[getattr(Label, c) for c in LABEL_COLUMNS]).where(
+    or_(
+        Label.transaction_id.in_(
+            select(TransactionRow.transaction_id).where(*_IN_WINDOW, _OF_ENTITIES)
+        ),
+        Label.transaction_id.in_(bindparam("also", expanding=True)),
+    ),
+    Label.known_at < bindparam("known_before"),
+)
 
 
 def labels(session: Session, known_before: datetime | None = None) -> pd.DataFrame:
