@@ -17,7 +17,7 @@ from api.auth import Permission, Principal, require
 from fraudloop.decisions import quarantine
 from fraudloop.policy import Route
 from fraudloop.schema import ID_LENGTH, Rejection, Transaction, validate_record
-from fraudloop.storage import AuditEvent, Decision, open_session, write_turn
+from fraudloop.storage import AuditEvent, Decision, open_session, writing
 from models.serving import score_batch
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
@@ -95,7 +95,7 @@ def score(
     records = _records(body, state.settings.api_max_batch)
     valid = _validated(url, records)
     ids = [t.transaction_id for t in valid]
-    with write_turn(url), open_session(url) as session, session.begin():
+    with writing(url) as session:
         seen = _stored(session, ids)
         _check_same(valid, seen)
         fresh = [r for r, t in zip(records, valid, strict=True) if t.transaction_id not in seen]
@@ -177,7 +177,7 @@ def _validated(url: str, records: list[dict[str, Any]]) -> list[Transaction]:
     results = [validate_record(r) for r in records]
     rejected = [(i, r) for i, r in enumerate(results) if isinstance(r, Rejection)]
     if rejected:
-        with open_session(url) as session, session.begin():
+        with writing(url) as session:
             quarantine(session, [_storable(r) for _, r in rejected], _now())
         _unprocessable(
             [

@@ -5,8 +5,8 @@ SQLAlchemy 2 on SQLite by default and PostgreSQL in production; the schema is ow
 """
 
 import threading
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
@@ -275,6 +275,13 @@ def write_turn(url: str) -> AbstractContextManager[Any]:
     threads take turns here instead of sleeping in SQLite's busy handler, which backs off in
     steps of up to 100 ms. PostgreSQL needs no turn."""
     return threading.Lock() if url.startswith("sqlite") else nullcontext()
+
+
+@contextmanager
+def writing(url: str) -> Iterator[Session]:
+    """A write transaction from a multi-threaded process, in its turn (see `write_turn`)."""
+    with write_turn(url), open_session(url) as session, session.begin():
+        yield session
 
 
 def open_session(url: str) -> Session:
