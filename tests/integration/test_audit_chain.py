@@ -6,9 +6,10 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import func, select, text
@@ -109,6 +110,59 @@ def test_chain_verifies_and_retries_add_nothing(db_url: str) -> None:
     assert links[0].prev_hash == audit.GENESIS
     assert all(b.prev_hash == a.hash for a, b in zip(links, links[1:], strict=False))
     assert links[5].hash == head and result.head_hash == links[-1].hash
+
+
+def _odd_events() -> list[dict]:
+    """Values the stored form must settle: aware times, NaN, None, numpy, tuples, int keys."""
+    aware = datetime(2026, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1)))
+    return [
+        audit.event(
+            f"golden:{i}",
+            "decision",
+            "model",
+            NOW + timedelta(seconds=i, microseconds=7 * i) if i % 3 else aware,
+            transaction_id=f"tx-{i}",
+            input_snapshot={
+                "amount": np.float32(10.5) * i,
+                "card": "**** 1234",
+                "n": (1, 2),
+                3: "int key",
+                "name": "Zoë 中",
+            },
+            model_version="3",
+            model_confidence=[0.9, None, float("nan"), np.float64(0.25)][i % 4],
+            explanation_tokens=("big amount", "new terminal"),
+            decision=None if i % 2 else "auto_approve",
+            route="auto_allow",
+            score=float("nan"),
+        )
+        for i in range(8)
+    ]
+
+
+@pytest.mark.integration
+def test_odd_values_hash_as_they_always_did(db_url: str) -> None:
+    """The head was computed by the chain code before the bulk insert: same hashed bytes."""
+    assert _append(db_url, _odd_events()) == 8
+    result = _verify(db_url)
+    assert (result.ok, result.head_hash) == (
+        True,
+        "a6e6df3578f1ccaa3a984cdfafa28a9a163c14be8546e4adecb3f8ed9098d142",
+    )
+
+
+@pytest.mark.integration
+def test_a_large_batch_chains_in_order(db_url: str) -> None:
+    events = _events(3000)
+    assert _append(db_url, events[:2000]) == 2000
+    assert _append(db_url, events) == 1000  # only the new ones, after the stored ones
+    assert _append(db_url, events) == 0
+    with Session(make_engine(db_url)) as s:
+        keys = s.scalars(select(AuditEvent.idempotency_key).order_by(AuditEvent.seq)).all()
+    assert keys == [e["idempotency_key"] for e in events]
+    assert (_verify(db_url).ok, _verify(db_url).n_events) == (True, 3000)
+    _sql(db_url, "UPDATE audit_events SET review_rationale = 'x' WHERE seq = 2500")
+    assert (_verify(db_url).first_bad_seq, _verify(db_url).problem) == (2500, "edited")
 
 
 @pytest.mark.integration

@@ -1,10 +1,13 @@
 """The decision store on SQLite and PostgreSQL: idempotent writes, one decision per transaction."""
 
-from datetime import datetime, timedelta
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from fraudloop import audit, decisions, labels
@@ -12,7 +15,18 @@ from fraudloop.decisions import ModelInfo
 from fraudloop.policy import load_policy
 from fraudloop.schema import validate_batch
 from fraudloop.settings import PACKAGE_DIR
-from fraudloop.storage import AuditEvent, Decision, Quarantine, ReviewTask, make_engine
+from fraudloop.storage import (
+    COPY_MIN_ROWS,
+    AuditEvent,
+    Base,
+    Decision,
+    Label,
+    Quarantine,
+    ReviewTask,
+    TransactionRow,
+    insert_ignore,
+    make_engine,
+)
 
 POLICY = load_policy(PACKAGE_DIR / "policy.yaml")
 NOW = datetime(2026, 3, 1, 12, 0)
@@ -120,3 +134,152 @@ def test_quarantine_keeps_redacted_record(db_url: str) -> None:
         row = s.scalars(select(Quarantine)).one()
         assert row.transaction_id == "x" and row.field
         assert "4111111111111111" not in str(row.record)
+
+
+_T = datetime(2026, 3, 1, 12, 0)
+_PLUS_ONE = timezone(timedelta(hours=1))  # an aware datetime goes in as SQLAlchemy puts it
+_REASONS = [
+    {"feature": "amount", "value": np.float64(1.5), "contribution": math.nan, "text": "中 ≥"}
+]
+_SNAPSHOT = {"n": (1, 2), 3: None, "at": _T, "deep": {"x": [1.0, None, np.int64(7)]}}
+_ROWS: dict[type[Base], list[dict[str, Any]]] = {
+    Decision: [
+        {
+            "transaction_id": tx,
+            "decided_at": _T.replace(microsecond=micro),
+            "tx_datetime": datetime(999, 1, 2, 3, 4, 5, micro),
+            "amount": 10.25,
+            "score": score,
+            "confidence": None if i else 0.5,
+            "route": "auto_allow",
+            "recommendation": "approve",
+            "final_decision": None if i else "auto_approve",
+            "fallback": bool(i),
+            "model_name": None,
+            "model_version": "3",
+            "policy_version": "p1",
+            "reasons": _REASONS if i else [],
+            "input_snapshot": _SNAPSHOT if i else {},
+        }
+        for i, (tx, micro, score) in enumerate(
+            [("tx-b", 0, math.nan), ("tx-a", 123456, np.float64(0.75)), ("tx-c", 1, None)]
+        )
+    ],
+    ReviewTask: [  # status and attempts left to their defaults
+        {
+            "case_id": f"tx-{i}:async_review",
+            "transaction_id": f"tx-{i}",
+            "queue": "async_review",
+            "priority": 1.5 * i,
+            "created_at": _T,
+            "sla_due_at": _T + timedelta(minutes=90, microseconds=i),
+            "ls_patch": None if i else {"a": 1},
+        }
+        for i in range(3)
+    ],
+    Label: [
+        {"transaction_id": f"tx-{i}", "is_fraud": i % 2, "known_at": _T, "source": "review"}
+        for i in range(3)
+    ],
+    Quarantine: [
+        {
+            "received_at": _T,
+            "transaction_id": None,
+            "field": "amount",
+            "problem": "négatif",
+            "record": {"amount": -1, "x": math.nan},
+        }
+    ],
+    TransactionRow: [
+        {
+            "transaction_id": f"tx-{i}",
+            "tx_datetime": _T + timedelta(microseconds=i) if i else _T.replace(tzinfo=_PLUS_ONE),
+            "customer_id": "c1",
+            "terminal_id": "t1",
+            "amount": 0.1 * i,
+        }
+        for i in range(3)
+    ],
+}
+
+
+def _stored(s: Session, model: type[Base]) -> tuple[list[Any], list[Any]]:
+    """The rows as the database holds them (text on PostgreSQL) and as the ORM reads them,
+    without autoincrement ids, NaN made comparable."""
+    table = cast(Table, model.__table__)
+    columns = [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    order = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+    raw_sql = f"SELECT {names} FROM {table.name} ORDER BY {order}"
+    if s.get_bind().dialect.name == "postgresql":  # text: json as stored, NaN, timestamp digits
+        raw_sql = f"SELECT ROW({names})::text FROM {table.name} ORDER BY {order}"
+    raw = [tuple(row) for row in s.connection().exec_driver_sql(raw_sql)]
+    orm = [
+        tuple(_comparable(getattr(obj, c.key)) for c in columns)
+        for obj in s.scalars(select(model).order_by(*table.primary_key.columns))
+    ]
+    s.expunge_all()
+    return raw, orm
+
+
+def _comparable(value: Any) -> Any:
+    return "NaN" if isinstance(value, float) and math.isnan(value) else value
+
+
+def _many(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """At least n rows: copies of these under new keys."""
+    copies = -(-n // len(rows))
+    return [
+        {k: f"{v}#{i}" if k in ("transaction_id", "case_id") and v else v for k, v in row.items()}
+        for i in range(copies)
+        for row in rows
+    ]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("n", [1, COPY_MIN_ROWS], ids=["few", "copy"])
+@pytest.mark.parametrize("model", list(_ROWS), ids=lambda m: m.__tablename__)
+def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(
+    db_url: str, model: type[Base], n: int
+) -> None:
+    """Stored bytes and ORM values of the bulk path (executemany, or COPY for many rows on
+    PostgreSQL) equal a plain Core insert's: types, NaN, None, nested JSON, microseconds,
+    defaults."""
+    table = cast(Table, model.__table__)
+    rows = _many(_ROWS[model], n)
+    engine = make_engine(db_url)
+    with Session(engine) as s, s.begin():
+        s.execute(insert(table), rows)
+        reference = _stored(s, model)
+        s.execute(delete(table))
+        assert insert_ignore(s, model, rows) == len(rows)
+        assert _stored(s, model) == reference
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("n", [5, 3 * COPY_MIN_ROWS], ids=["few", "copy"])
+@pytest.mark.parametrize("model", [Label, TransactionRow], ids=["unique", "key"])
+def test_insert_ignore_counts_only_new_rows(db_url: str, model: type[Base], n: int) -> None:
+    engine = make_engine(db_url)
+    rows = _many(_ROWS[model], n)[:n]
+    third = n // 3
+    with Session(engine) as s, s.begin():
+        assert insert_ignore(s, model, rows[: 2 * third]) == 2 * third
+        assert insert_ignore(s, model, rows[: 2 * third]) == 0  # a retry
+        overlap = rows[third:] + rows[-1:]  # stored, new, and one row twice
+        assert insert_ignore(s, model, overlap) == n - 2 * third
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(model)) == n
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("n", [3, COPY_MIN_ROWS], ids=["few", "copy"])
+def test_bulk_rows_belong_to_the_callers_transaction(db_url: str, n: int) -> None:
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        s.begin()
+        rows = _many(_ROWS[TransactionRow], n)
+        assert insert_ignore(s, TransactionRow, rows) == len(rows)
+        s.rollback()
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(TransactionRow)) == 0
