@@ -1,24 +1,26 @@
-"""`POST /v1/score` and decision reads: the online face of `models.serving.score_batch`.
+"""`POST /v1/score` and decision reads: the online face of `models.serving.decide`.
 
 A transaction id is scored once: a retry (same id, same transaction) returns the stored
 decision, marked `replayed`; the same id with a different amount or time is a 409. Bad input is
 a 4xx naming the record, the field and the problem, and the bad records go to quarantine.
 """
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NoReturn
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, Response, status
+from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import Permission, Principal, require
 from fraudloop.decisions import quarantine
-from fraudloop.policy import Route
-from fraudloop.schema import ID_LENGTH, Rejection, Transaction, validate_record
+from fraudloop.policy import Policy, Route
+from fraudloop.schema import ID_LENGTH, Rejection, Transaction, transactions_frame, validate_record
 from fraudloop.storage import AuditEvent, Decision, open_session, writing
-from models.serving import score_batch
+from models.scoring import ScoringModel
+from models.serving import decide
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
 
@@ -60,6 +62,15 @@ class StoredDecision(ScoredTransaction):
     reviewed_at: datetime | None
 
 
+_ANSWERS = TypeAdapter(list[ScoredTransaction])
+_COLUMNS = list(Decision.__table__.columns)  # a decision row as plain values, no ORM objects
+_ANSWERED = [  # taken as stored; the others are derived from the stored row
+    name
+    for name in ScoredTransaction.model_fields
+    if name not in ("decision", "reasons", "replayed")
+]
+
+
 def _request_schema() -> dict[str, Any]:
     one = Transaction.model_json_schema()
     many = {"type": "array", "items": one, "minItems": 1}
@@ -87,23 +98,37 @@ def score(
     request: Request,
     body: Annotated[Any, Body()],
     _: Annotated[Principal, Depends(require(Permission.SCORE))],
-) -> ScoredTransaction | list[ScoredTransaction]:
+) -> Response:
     """Decide one transaction (JSON object) or a batch (JSON array, at most
     FRAUDLOOP_API_MAX_BATCH), idempotently by transaction id."""
     state = request.app.state
     url = state.settings.database_url
     records = _records(body, state.settings.api_max_batch)
     valid = _validated(url, records)
-    ids = [t.transaction_id for t in valid]
     with writing(url) as session:
-        seen = _stored(session, ids)
+        seen = _stored(session, [t.transaction_id for t in valid])
         _check_same(valid, seen)
-        fresh = [r for r, t in zip(records, valid, strict=True) if t.transaction_id not in seen]
+        answers = {i: _answer(row, replayed=True) for i, row in seen.items()}
+        fresh = [t for t in valid if t.transaction_id not in seen]
         if fresh:
-            score_batch(session, fresh, state.models.current(), state.policy, _now())
-        stored = _stored(session, ids)
-    out = [_answer(stored[i], i in seen) for i in ids]
-    return out if isinstance(body, list) else out[0]
+            answers |= _decide(session, fresh, state.models.current(), state.policy)
+    out = [answers[t.transaction_id] for t in valid]
+    # serialized here, not by FastAPI: it would validate the answers against the response
+    # model again and encode them with the standard json module
+    content = _ANSWERS.dump_json(out) if isinstance(body, list) else out[0].model_dump_json()
+    return Response(content, media_type="application/json")
+
+
+def _decide(
+    session: Session, fresh: list[Transaction], model: ScoringModel | None, policy: Policy
+) -> dict[str, ScoredTransaction]:
+    """Answers from the decisions just built; re-read only if a concurrent writer stored some
+    of the same ids first (then the stored decision is the answer, as for any retry)."""
+    done = decide(session, transactions_frame(fresh), model, policy, _now())
+    if done.new == len(fresh):
+        return {d["transaction_id"]: _answer(d, replayed=False) for d in done.decisions}
+    stored = _stored(session, [t.transaction_id for t in fresh])
+    return {i: _answer(row, replayed=False) for i, row in stored.items()}
 
 
 @router.get(
@@ -118,16 +143,16 @@ def get_decision(
 ) -> StoredDecision:
     """The stored decision (sensitive fields redacted) and its review."""
     with open_session(request.app.state.settings.database_url) as session:
-        row = session.get(Decision, transaction_id)
-        if row is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision for {transaction_id}")
-        return StoredDecision(
-            **_answer(row, replayed=True).model_dump(),
-            input_snapshot=row.input_snapshot,
-            reviewer=row.reviewer,
-            review_rationale=row.review_rationale,
-            reviewed_at=row.reviewed_at,
-        )
+        row = _stored(session, [transaction_id]).get(transaction_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision for {transaction_id}")
+    return StoredDecision(
+        **_answer(row, replayed=True).model_dump(),
+        input_snapshot=row["input_snapshot"],
+        reviewer=row["reviewer"],
+        review_rationale=row["review_rationale"],
+        reviewed_at=row["reviewed_at"],
+    )
 
 
 @router.get(
@@ -218,20 +243,20 @@ def _storable(rejection: Rejection) -> Rejection:
     )
 
 
-def _stored(session: Session, ids: list[str]) -> dict[str, Decision]:
-    rows = session.scalars(select(Decision).where(Decision.transaction_id.in_(ids)))
-    return {row.transaction_id: row for row in rows}
+def _stored(session: Session, ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = session.execute(select(*_COLUMNS).where(Decision.transaction_id.in_(ids)))
+    return {row.transaction_id: dict(row._mapping) for row in rows}
 
 
-def _check_same(valid: list[Transaction], seen: dict[str, Decision]) -> None:
+def _check_same(valid: list[Transaction], seen: dict[str, dict[str, Any]]) -> None:
     """A retry must be the same transaction: an id reused for another one is a client error."""
     for t in valid:
         row = seen.get(t.transaction_id)
         if row is None:
             continue
         for field, ours, theirs in (
-            ("amount", round(t.amount, 6), round(row.amount, 6)),
-            ("tx_datetime", t.tx_datetime, row.tx_datetime),
+            ("amount", round(t.amount, 6), round(row["amount"], 6)),
+            ("tx_datetime", t.tx_datetime, row["tx_datetime"]),
         ):
             if ours != theirs:
                 raise HTTPException(
@@ -246,22 +271,13 @@ def _check_same(valid: list[Transaction], seen: dict[str, Decision]) -> None:
                 )
 
 
-def _answer(row: Decision, replayed: bool) -> ScoredTransaction:
-    route = Route(row.route)
+def _answer(decision: Mapping[str, Any], replayed: bool) -> ScoredTransaction:
+    """The answer from a decision's stored columns (a built decision has the same keys)."""
+    route = Route(decision["route"])
     return ScoredTransaction(
-        transaction_id=row.transaction_id,
+        **{name: decision[name] for name in _ANSWERED},
         decision=ACTION.get(route, "review"),
-        route=route,
-        recommendation=row.recommendation,
-        final_decision=row.final_decision,
-        score=row.score,
-        confidence=row.confidence,
-        reasons=[Reason.model_validate(r) for r in row.reasons or []],
-        fallback=row.fallback,
-        model_name=row.model_name,
-        model_version=row.model_version,
-        policy_version=row.policy_version,
-        decided_at=row.decided_at,
+        reasons=[Reason.model_validate(r) for r in decision["reasons"] or []],
         replayed=replayed,
     )
 

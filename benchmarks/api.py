@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 
 from api.auth import hash_key, new_key
 from benchmarks.common import TRUTH, champion, make_world, scratch_dir
@@ -62,7 +63,7 @@ def run(
             _wait_ready(base, server)
             later = tx[tx["tx_datetime"] >= cutoff].drop(columns=TRUTH)
             records = _payloads(later, WARMUP + requests)
-            result = _load(base, key, records, concurrency)
+            result = _load(base, key, records, concurrency, psutil.Process(server.pid))
             return {**result, "workers": workers, "db": url.split(":", 1)[0]}
         finally:
             server.terminate()
@@ -87,7 +88,9 @@ def _payloads(later: Any, n: int) -> list[dict[str, Any]]:
     ]
 
 
-def _load(base: str, key: str, records: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
+def _load(
+    base: str, key: str, records: list[dict[str, Any]], concurrency: int, server: psutil.Process
+) -> dict[str, Any]:
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     with httpx.Client(base_url=base, headers={"X-API-Key": key}, limits=limits) as client:
@@ -102,9 +105,11 @@ def _load(base: str, key: str, records: list[dict[str, Any]], concurrency: int) 
 
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(one, records[:WARMUP]))
+            cpu_before = _cpu_seconds(server)
             started = time.perf_counter()
             latencies = list(pool.map(one, records[WARMUP:]))
             wall = time.perf_counter() - started
+            server_cpu = _cpu_seconds(server) - cpu_before
     ms = np.asarray(latencies) * 1000
     return {
         "requests": len(latencies),
@@ -113,7 +118,18 @@ def _load(base: str, key: str, records: list[dict[str, Any]], concurrency: int) 
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
         "max_ms": round(float(ms.max()), 2),
         "rps": round(len(latencies) / wall, 1),
+        # what the server spent a request, whatever the machine's load: the latencies' floor
+        "server_cpu_ms_per_request": round(server_cpu * 1000 / len(latencies), 2),
     }
+
+
+def _cpu_seconds(server: psutil.Process) -> float:
+    """User + system CPU of the server and its worker processes so far."""
+    total = 0.0
+    for process in (server, *server.children(recursive=True)):
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def _wait_ready(base: str, server: subprocess.Popen, timeout: float = 120) -> None:  # type: ignore[type-arg]

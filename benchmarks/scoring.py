@@ -5,7 +5,8 @@ features from the stored history, champion (calibrated probability + exact TreeS
 route, persist transactions, decisions, review outbox and hash-chained audit events. Bare is
 `inplace_predict` plus `predict(pred_contribs=True)` of the same booster on the same rows'
 features (computed untimed), timed right after each end-to-end chunk so both see the same
-machine load. Chunks bound memory: the peak must not grow with `rows`.
+machine load, on the booster's own thread count (one) and, for comparison, on every core.
+Chunks bound memory: the peak must not grow with `rows`.
 """
 
 import time
@@ -38,7 +39,9 @@ def run(rows: int, db_url: str | None, policy: Policy, chunk: int = 10_000) -> d
         run_id = uuid.uuid4().hex[:8]
 
         booster = _booster(model)
-        elapsed = bare_elapsed = 0.0
+        all_cores = booster.copy()
+        all_cores.set_param({"nthread": 0})  # 0: every core
+        elapsed = bare_elapsed = all_cores_elapsed = 0.0
         scored = bare_rows = 0
         peak_by_rows: dict[int, float] = {}  # flat memory: the peak stops growing
         every = max(1, rows // BARE_ROWS_MAX)  # bare on every `every`-th chunk, spread over the run
@@ -51,7 +54,9 @@ def run(rows: int, db_url: str | None, policy: Policy, chunk: int = 10_000) -> d
             elapsed += time.perf_counter() - started
             scored += result.new_decisions
             if i % every == 0:  # right after, on the same rows: under the same machine load
-                bare_elapsed += _bare(booster, model.features, records, policy)
+                X = _features(model.features, records, policy)
+                bare_elapsed += _bare(booster, model.features, X)
+                all_cores_elapsed += _bare(all_cores, model.features, X)
                 bare_rows += len(records)
                 peak_by_rows[scored] = round(peak_rss_mb(), 1)
         if scored != rows:
@@ -67,6 +72,10 @@ def run(rows: int, db_url: str | None, policy: Policy, chunk: int = 10_000) -> d
         "bare_rows": bare_rows,
         "bare_rows_per_s": round(bare_rate, 1),
         "ratio": round(rate / bare_rate, 3),
+        # the served booster predicts on one thread (models.train.FraudModel.load); bare XGBoost
+        # on every core, for comparison
+        "bare_all_cores_rows_per_s": round(bare_rows / all_cores_elapsed, 1),
+        "ratio_all_cores": round(rate * all_cores_elapsed / bare_rows, 3),
         "setup_rss_mb": round(setup_rss, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "peak_rss_mb_by_rows": peak_by_rows,
@@ -74,13 +83,16 @@ def run(rows: int, db_url: str | None, policy: Policy, chunk: int = 10_000) -> d
     }
 
 
-def _bare(booster: xgb.Booster, features: list[str], records: list[dict], policy: Policy) -> float:
-    """Seconds for prediction + SHAP of the champion's own booster on these rows' features
-    (computed untimed, without history: bare XGBoost never sees a store)."""
+def _features(features: list[str], records: list[dict], policy: Policy) -> np.ndarray:
+    """These rows' features, untimed and without history: bare XGBoost never sees a store."""
     frame = pd.DataFrame(records)
     empty_labels = pd.DataFrame(columns=["transaction_id", "is_fraud", "known_at", "source"])
     X = compute_features(frame.iloc[:0], frame, empty_labels, feature_config(policy))
-    X = np.ascontiguousarray(X[features].to_numpy(np.float32))
+    return np.ascontiguousarray(X[features].to_numpy(np.float32))
+
+
+def _bare(booster: xgb.Booster, features: list[str], X: np.ndarray) -> float:
+    """Seconds for prediction + SHAP of the champion's booster on these features."""
     started = time.perf_counter()
     booster.inplace_predict(X)
     booster.predict(xgb.DMatrix(X, feature_names=features), pred_contribs=True)

@@ -33,11 +33,14 @@ def mask_ip(ip: str | None) -> str | None:
 
 
 def redact(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of the record with sensitive fields masked; other fields pass through as text."""
+    """A copy of the record with sensitive fields masked; other fields pass through as text.
+
+    Quarantined records are redacted too, so a sensitive field may hold any JSON value (a card
+    number sent as a number is still a card number): the masks read it as text."""
     out = {k: v for k, v in record.items() if k not in SENSITIVE_FIELDS}
-    out["card"] = mask_card(record.get("card_number"))
-    out["email_domain"] = mask_email(record.get("email"))
-    out["ip_prefix"] = mask_ip(record.get("ip_address"))
+    out["card"] = mask_card(_text(record.get("card_number")))
+    out["email_domain"] = mask_email(_text(record.get("email")))
+    out["ip_prefix"] = mask_ip(_text(record.get("ip_address")))
     return {k: _plain(v) for k, v in out.items()}
 
 
@@ -68,6 +71,10 @@ def _plain_column(frame: pd.DataFrame, name: str) -> list[Any]:
     if is_float_dtype(frame[name].dtype):
         return [round(value, 2) for value in frame[name].tolist()]
     return [_plain(value) for value in column_values(frame, name)]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _plain(value: Any) -> Any:

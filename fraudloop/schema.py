@@ -4,6 +4,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 from pydantic import (
     BaseModel,
@@ -82,15 +83,26 @@ def validate_record(record: Mapping[str, Any]) -> Transaction | Rejection:
 
 def validate_batch(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, list[Rejection]]:
     """Split a batch into a frame of valid transactions and a list of rejections."""
-    valid: list[dict[str, Any]] = []
+    valid: list[Transaction] = []
     rejected: list[Rejection] = []
     for record in records:
         result = validate_record(record)
         if isinstance(result, Rejection):
             rejected.append(result)
         else:
-            valid.append(result.model_dump())
-    frame = pd.DataFrame(valid, columns=TRANSACTION_COLUMNS)
-    frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"])
-    frame["amount"] = frame["amount"].astype(float)
-    return frame, rejected
+            valid.append(result)
+    return transactions_frame(valid), rejected
+
+
+def transactions_frame(valid: Iterable[Transaction]) -> pd.DataFrame:
+    """Validated transactions as the frame scoring takes (the API validates at its own door).
+    Typed arrays per column: pandas' inference from rows cost more than a one-row request's
+    model call."""
+    valid = list(valid)
+    columns = {
+        name: np.array([getattr(t, name) for t in valid], dtype=object)
+        for name in TRANSACTION_COLUMNS
+    }
+    columns["tx_datetime"] = np.array([t.tx_datetime for t in valid], dtype="datetime64[ns]")
+    columns["amount"] = np.array([t.amount for t in valid], dtype=float)
+    return pd.DataFrame(columns, copy=False)

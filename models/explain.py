@@ -50,17 +50,29 @@ def top_reasons(
     return reasons
 
 
+def explain(
+    model: FraudModel, X: pd.DataFrame, texts: dict[str, str | list[str]]
+) -> tuple[np.ndarray, list[list[dict[str, float | str]]]]:
+    """Calibrated score and top reasons per row, from one matrix and one TreeSHAP pass."""
+    values = model.values(X)
+    score, contributions = model.score_and_contributions(values)
+    return score, top_reasons(contributions, values, model.features, texts)
+
+
+def confidence(score: np.ndarray) -> np.ndarray:
+    """How sure the model is of its verdict either way (the router's review band uses it)."""
+    return np.maximum(score, 1 - score)
+
+
 def predict_frame(
     model: FraudModel, X: pd.DataFrame, texts: dict[str, str | list[str]]
 ) -> pd.DataFrame:
     """What the registered model returns: score, confidence and reasons as a JSON string."""
-    score, contributions = model.score_and_contributions(X)
-    values = X[model.features].to_numpy(float)
-    reasons = top_reasons(contributions, values, model.features, texts)
+    score, reasons = explain(model, X, texts)
     return pd.DataFrame(
         {
             "score": score,
-            "confidence": np.maximum(score, 1 - score),
+            "confidence": confidence(score),
             "reasons": [orjson.dumps(r).decode() for r in reasons],
         },
         index=X.index,

@@ -27,6 +27,15 @@ class BatchResult:
     fallback: bool
 
 
+@dataclass
+class Decided:
+    """Decisions as stored, in the frame's order; `new` of them were not stored before."""
+
+    decisions: list[dict[str, Any]]
+    new: int
+    fallback: bool
+
+
 def feature_config(policy: Policy) -> FeatureConfig:
     return FeatureConfig(delay_days=policy.learning.chargeback_delay_days)
 
@@ -68,7 +77,19 @@ def score_batch(
     decisions.quarantine(session, rejected, now)
     if frame.empty:
         return BatchResult(0, 0, len(rejected), fallback=False)
-    scored, info, _ = predict(session, model, frame, policy)
-    labels.add_transactions(session, frame)
-    new = decisions.save(session, decisions.build_decisions(frame, scored, policy, info, now))
-    return BatchResult(len(frame), new, len(rejected), fallback=scored is None)
+    done = decide(session, frame, model, policy, now)
+    return BatchResult(len(frame), done.new, len(rejected), fallback=done.fallback)
+
+
+def decide(
+    session: Session,
+    tx: pd.DataFrame,
+    model: ScoringModel | None,
+    policy: Policy,
+    now: datetime,
+) -> Decided:
+    """Score, route and store transactions already validated (`schema.transactions_frame`)."""
+    scored, info, _ = predict(session, model, tx, policy)
+    labels.add_transactions(session, tx)
+    batch = decisions.build_decisions(tx, scored, policy, info, now)
+    return Decided(batch.decisions, decisions.save(session, batch), fallback=scored is None)

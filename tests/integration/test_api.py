@@ -19,11 +19,14 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from api.auth import hash_key
+from api.scoring import _decide
 from fraudloop import labels
+from fraudloop.schema import Transaction
 from fraudloop.settings import ApiKey, Settings
 from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
 from fraudloop.storage import AuditEvent, Decision, Quarantine, migrate, open_session
 from models import registry
+from models.serving import score_batch
 from models.train import TrainParams, train_model
 from models.training_set import build_training_frame
 
@@ -158,6 +161,24 @@ def test_retries_return_the_stored_decision_never_a_second_one(
     assert count(client, Decision.transaction_id) == 6
     ids = [r["transaction_id"] for r in batch]
     assert count(client, AuditEvent.seq, AuditEvent.transaction_id.in_(ids)) == 5
+
+
+def test_a_decision_stored_by_a_concurrent_writer_is_the_answer(
+    client: TestClient, world: pd.DataFrame
+) -> None:
+    """Another writer stores the same id between the handler's read and its write: the answer
+    is that writer's stored decision, and no second one is stored."""
+    state = client.app.state
+    record = transactions(world, 1)[0]
+    url = state.settings.database_url
+    with open_session(url) as session, session.begin():
+        score_batch(session, [record], None, state.policy, datetime(2018, 5, 1))  # the other one
+    with open_session(url) as session, session.begin():
+        fresh = [Transaction.model_validate(record)]
+        answer = _decide(session, fresh, state.models.current(), state.policy)
+    stored = answer[record["transaction_id"]]
+    assert stored.fallback and stored.decided_at == datetime(2018, 5, 1)
+    assert count(client, Decision.transaction_id) == 1
 
 
 def test_same_id_with_other_values_is_a_conflict(client: TestClient, world: pd.DataFrame) -> None:

@@ -1,5 +1,6 @@
 """A real MLflow registry on SQLite: log, register, aliases, promotion, load and predict."""
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -78,3 +79,7 @@ def test_register_promote_and_score(
     assert (out["confidence"] >= 0.5).all()
     assert all(len(r) == 3 and isinstance(r[0]["text"], str) for r in out["reasons"])
     assert out["score"].tolist() == pytest.approx(model.predict_proba(frame.X.tail(4)).tolist())
+    # a loaded booster predicts on the thread count it was fitted with, not on every core
+    booster = scoring.pyfunc.unwrap_python_model().model.booster
+    threads = json.loads(booster.save_config())["learner"]["generic_param"]["nthread"]
+    assert int(threads) == TrainParams().nthread

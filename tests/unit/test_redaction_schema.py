@@ -30,6 +30,14 @@ def test_redact_masks_every_sensitive_field() -> None:
     assert find_sensitive(text) == []
 
 
+def test_redact_masks_sensitive_fields_of_any_json_type() -> None:
+    """A rejected record is quarantined redacted whatever its fields hold."""
+    out = redact({**GOOD, "card_number": 4111111111111234, "email": True, "ip_address": [1]})
+    assert out["card"] == "**** 1234"
+    assert out["email_domain"] is None and out["ip_prefix"] is None
+    assert "4111" not in json.dumps(out)
+
+
 def test_find_sensitive_catches_raw_values() -> None:
     assert len(find_sensitive(json.dumps(GOOD, default=str))) == 3
 
