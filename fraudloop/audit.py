@@ -28,7 +28,8 @@ from sqlalchemy import Row, String, Table, any_, bindparam, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from fraudloop.storage import AuditEvent, insert_rows, json_default, json_text, read_frame
+from fraudloop.bulk import insert_rows
+from fraudloop.storage import AuditEvent, json_default, json_text, read_frame
 
 GENESIS = "0" * 64  # the `prev_hash` of the first event
 CONTENT_FIELDS = (  # what the hash covers; never seq (chain order is seq) nor the hashes

@@ -11,12 +11,12 @@ from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from fraudloop import audit, decisions, labels
+from fraudloop.bulk import COPY_MIN_ROWS
 from fraudloop.decisions import ModelInfo
 from fraudloop.policy import load_policy
 from fraudloop.schema import validate_batch
 from fraudloop.settings import PACKAGE_DIR
 from fraudloop.storage import (
-    COPY_MIN_ROWS,
     AuditEvent,
     Base,
     Decision,
