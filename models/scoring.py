@@ -1,5 +1,6 @@
 """The only way labeling, monitoring and flows use the model: load by alias, predict."""
 
+import gc
 from dataclasses import dataclass
 
 import pandas as pd
@@ -53,6 +54,9 @@ def load_model(tracking_uri: str, name: str, alias: str = CHAMPION) -> ScoringMo
         ) from exc
     uri = client.get_model_version_download_uri(name, version.version)
     pyfunc = load_model_from(uri)
+    # what is loaded by now (MLflow, pandas, the model) lives as long as the process: frozen,
+    # the collector's full passes stop re-scanning it while a batch allocates its rows
+    gc.freeze()
     return ScoringModel(
         name=name,
         version=int(version.version),
