@@ -336,18 +336,16 @@ def _fraud_periods(labels: pd.DataFrame, ids: np.ndarray, t: np.ndarray) -> dict
     the same transaction that changes the verdict (latest label wins). Repeated identical
     verdicts (a review confirmed by a chargeback) collapse into one period.
     """
-    ever_fraud = labels["transaction_id"].isin(
-        labels.loc[labels["is_fraud"] == 1, "transaction_id"]
-    )
-    labels = labels[ever_fraud.to_numpy()]  # only these transactions can have a fraud period
-    label_ids = pd.Index(labels["transaction_id"].astype(str))
-    wanted = label_ids.unique()
+    label_ids = labels["transaction_id"].to_numpy().astype(str)
+    known = labels["known_at"].to_numpy("datetime64[ns]").view(np.int64)
+    fraud = labels["is_fraud"].to_numpy(int)
+    ever_fraud = np.isin(label_ids, label_ids[fraud == 1])  # only these can have a fraud period
+    label_ids, known, fraud = label_ids[ever_fraud], known[ever_fraud], fraud[ever_fraud]
+    wanted = pd.Index(label_ids).unique()
     slot = wanted.get_indexer(ids.astype(str))  # a small table looked up once per transaction
     row_of = np.full(len(wanted), -1)
     row_of[slot[slot >= 0]] = np.flatnonzero(slot >= 0)
     row = row_of[wanted.get_indexer(label_ids)]
-    known = labels["known_at"].to_numpy("datetime64[ns]").view(np.int64)
-    fraud = labels["is_fraud"].to_numpy(int)
     keep = row >= 0
     row, known, fraud = row[keep], known[keep], fraud[keep]
     order = np.lexsort((fraud, known, row))
