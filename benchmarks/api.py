@@ -43,9 +43,7 @@ def run(
         _store(url, tx, cutoff)
         key = new_key()
         port = _free_port()
-        env = {
-            # one row per request: OpenMP threads only add hand-offs on a busy 2-core machine
-            "OMP_NUM_THREADS": "1",
+        env = {  # as `fraudloop serve` runs: the booster's own thread count, no OMP_NUM_THREADS
             **os.environ,
             "FRAUDLOOP_HOME": str(home),
             "FRAUDLOOP_DB_URL": url,
