@@ -240,9 +240,9 @@ def insert_ignore(session: Session, model: type[Base], rows: Sequence[dict[str, 
     return insert_rows(session, table, rows, skip_conflicts=True)
 
 
-def read_frame(session: Session, stmt: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+def read_frame(session: Session, stmt: Any) -> pd.DataFrame:
     """Rows as a frame; straight from the result (`pd.read_sql` adds ~1 ms a call online)."""
-    result = session.connection().execute(stmt, params)  # Core: `select(Entity)` gives columns
+    result = session.connection().execute(stmt)  # Core: `select(Entity)` gives its columns
     return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
