@@ -100,9 +100,10 @@ def transactions_frame(valid: Iterable[Transaction]) -> pd.DataFrame:
     model call."""
     valid = list(valid)
     columns = {
-        name: np.array([getattr(t, name) for t in valid], dtype=object)
+        name: np.array([getattr(t, name) for t in valid], dtype=_FRAME_TYPES.get(name, object))
         for name in TRANSACTION_COLUMNS
     }
-    columns["tx_datetime"] = np.array([t.tx_datetime for t in valid], dtype="datetime64[ns]")
-    columns["amount"] = np.array([t.amount for t in valid], dtype=float)
     return pd.DataFrame(columns, copy=False)
+
+
+_FRAME_TYPES = {"tx_datetime": "datetime64[ns]", "amount": "float64"}  # the rest: text or None
