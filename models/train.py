@@ -61,6 +61,9 @@ class TrainParams:
         }
 
 
+PREDICT_THREADS = TrainParams().nthread  # predict on the thread count the default fit uses
+
+
 @dataclass
 class FraudModel:
     """Booster plus calibration: score = 1 / (1 + exp(-(slope * margin + intercept)))."""
@@ -78,7 +81,7 @@ class FraudModel:
     def _matrix(self, values: np.ndarray) -> xgb.DMatrix:
         """On the booster's thread count too (see `load`): on every core, a one-row matrix cost
         2.0 ms of CPU instead of 0.37 ms while another process kept the other core busy."""
-        return xgb.DMatrix(values, feature_names=self.features, nthread=TrainParams().nthread)
+        return xgb.DMatrix(values, feature_names=self.features, nthread=PREDICT_THREADS)
 
     def margin(self, X: pd.DataFrame) -> np.ndarray:
         return self.booster.predict(self._matrix(self.values(X)), output_margin=True)
@@ -114,7 +117,7 @@ class FraudModel:
         # a saved booster forgets its thread count: predict as it was fitted. With every core,
         # a one-row online prediction took 41 ms instead of 1.5 ms while another process kept
         # a core busy (OpenMP's threads spin waiting for each other)
-        booster.set_param({"nthread": TrainParams().nthread})
+        booster.set_param({"nthread": PREDICT_THREADS})
         table = json.loads((directory / CALIBRATION_FILE).read_text())
         return cls(
             booster=booster,
