@@ -1,11 +1,15 @@
-"""DataFrames to plain Python rows, fast: the batch path turns every scored frame into rows.
+"""DataFrames to plain Python rows and back, fast: the batch path does both for every row.
 
 `DataFrame.to_dict("records")` boxes each timestamp as a pandas `Timestamp` (tens of µs each);
-numpy converts a whole datetime column to `datetime` objects in C.
+numpy converts a whole datetime column to `datetime` objects in C, but not back (see
+`datetime_array`).
 """
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pandas.api.types import is_datetime64_dtype
 
@@ -23,3 +27,15 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     names = [str(name) for name in frame.columns]
     columns = [column_values(frame, name) for name in names]
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+_NUMPY_MAX = 10  # below this many values numpy converts faster: pandas takes ~10 µs to start
+
+
+def datetime_array(values: Sequence[datetime | None]) -> np.ndarray:
+    """Naive datetimes (None: NaT) as `datetime64[ns]`. numpy converts `datetime` objects one
+    by one (~0.9 µs each: 43 ms for the 50,000 history rows of a 10,000-row batch), pandas in C
+    (4 ms); a one-row request stays on numpy."""
+    if len(values) < _NUMPY_MAX:
+        return np.array(values, dtype="datetime64[ns]")
+    return pd.DatetimeIndex(values).to_numpy("datetime64[ns]")

@@ -1,15 +1,26 @@
 """Transaction history and labels as the features see them: only what was known at the time."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    any_,
+    bindparam,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from fraudloop.frames import records
+from fraudloop.frames import datetime_array, records
 from fraudloop.storage import Label, TransactionRow, insert_ignore, read_frame
 
 HISTORY_TYPES = {
@@ -49,7 +60,8 @@ def history(
     if customers is None or terminals is None:
         return _typed_frame(session, _HISTORY, window, HISTORY_TYPES)
     entities = {"customers": list(customers), "terminals": list(terminals)}
-    return _typed_frame(session, _HISTORY_OF, window | entities, HISTORY_TYPES)
+    stmt = _of_entities(session.get_bind().dialect.name).history
+    return _typed_frame(session, stmt, window | entities, HISTORY_TYPES)
 
 
 def history_labels(
@@ -71,7 +83,8 @@ def history_labels(
         "also": list(also),
         "known_before": known_before,
     }
-    return _typed_frame(session, _HISTORY_LABELS, params, LABEL_TYPES)
+    stmt = _of_entities(session.get_bind().dialect.name).labels
+    return _typed_frame(session, stmt, params, LABEL_TYPES)
 
 
 def _typed_frame(
@@ -84,7 +97,9 @@ def _typed_frame(
     columns = list(zip(*result.all(), strict=True)) or [()] * len(names)
     return pd.DataFrame(
         {
-            name: np.array(values, dtype=types[name])
+            name: datetime_array(values)
+            if types[name] == "datetime64[ns]"
+            else np.array(values, dtype=types[name])
             for name, values in zip(names, columns, strict=True)
         },
         copy=False,
@@ -96,21 +111,41 @@ _IN_WINDOW = (
     TransactionRow.tx_datetime >= bindparam("since"),
     TransactionRow.tx_datetime < bindparam("until"),
 )
-_OF_ENTITIES = or_(
-    TransactionRow.customer_id.in_(bindparam("customers", expanding=True)),
-    TransactionRow.terminal_id.in_(bindparam("terminals", expanding=True)),
-)
 _HISTORY = select(*[getattr(TransactionRow, c) for c in HISTORY_COLUMNS]).where(*_IN_WINDOW)
-_HISTORY_OF = _HISTORY.where(_OF_ENTITIES)
-_HISTORY_LABELS = select(*[getattr(Label, c) for c in LABEL_COLUMNS]).where(
-    or_(
-        Label.transaction_id.in_(
-            select(TransactionRow.transaction_id).where(*_IN_WINDOW, _OF_ENTITIES)
+
+
+@dataclass(frozen=True)
+class _EntityStatements:
+    history: Select[Any]
+    labels: Select[Any]
+
+
+@cache
+def _of_entities(dialect: str) -> _EntityStatements:
+    """The history statements for one dialect. A batch binds thousands of ids: PostgreSQL takes
+    each list as one array (expanded into a parameter each, the history and label reads of a
+    10,000-row batch took 0.13 s and 0.08 s instead of 0.10 s and 0.02 s); SQLite plans the
+    expanded list better than one JSON array read with `json_each` (0.14 s against 0.17 s)."""
+
+    def one_of(column: Any, name: str) -> ColumnElement[bool]:
+        if dialect == "postgresql":
+            return cast(ColumnElement[bool], column == any_(bindparam(name, type_=ARRAY(String))))
+        return cast(ColumnElement[bool], column.in_(bindparam(name, expanding=True)))
+
+    of_entities = or_(
+        one_of(TransactionRow.customer_id, "customers"),
+        one_of(TransactionRow.terminal_id, "terminals"),
+    )
+    labels_of = select(*[getattr(Label, c) for c in LABEL_COLUMNS]).where(
+        or_(
+            Label.transaction_id.in_(
+                select(TransactionRow.transaction_id).where(*_IN_WINDOW, of_entities)
+            ),
+            one_of(Label.transaction_id, "also"),
         ),
-        Label.transaction_id.in_(bindparam("also", expanding=True)),
-    ),
-    Label.known_at < bindparam("known_before"),
-)
+        Label.known_at < bindparam("known_before"),
+    )
+    return _EntityStatements(_HISTORY.where(of_entities), labels_of)
 
 
 def labels(session: Session, known_before: datetime | None = None) -> pd.DataFrame:

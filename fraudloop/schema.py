@@ -15,6 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from fraudloop.frames import datetime_array
+
 TRANSACTION_COLUMNS = [
     "transaction_id",
     "tx_datetime",
@@ -100,10 +102,12 @@ def transactions_frame(valid: Iterable[Transaction]) -> pd.DataFrame:
     model call."""
     valid = list(valid)
     columns = {
-        name: np.array([getattr(t, name) for t in valid], dtype=_FRAME_TYPES.get(name, object))
-        for name in TRANSACTION_COLUMNS
+        name: _column(name, [getattr(t, name) for t in valid]) for name in TRANSACTION_COLUMNS
     }
     return pd.DataFrame(columns, copy=False)
 
 
-_FRAME_TYPES = {"tx_datetime": "datetime64[ns]", "amount": "float64"}  # the rest: text or None
+def _column(name: str, values: list[Any]) -> np.ndarray:
+    if name == "tx_datetime":
+        return datetime_array(values)
+    return np.array(values, dtype=float if name == "amount" else object)  # the rest: text or None

@@ -27,26 +27,30 @@ def top_reasons(
     n: int = TOP_N,
 ) -> list[list[dict[str, float | str]]]:
     """Per row, the `n` features with the largest |SHAP| (exact TreeSHAP, log-odds; the bias
-    column, last, is left out)."""
+    column, last, is left out).
+
+    Picked for all rows at once; each distinct (feature, value, direction) is put in words once
+    per call: counts and flags repeat across a batch, and the words were 7 % of a batch's time.
+    """
     contribs = contributions[:, :-1]
     top = np.argsort(-np.abs(contribs), axis=1, kind="stable")[:, :n]
+    # + 0.0: a -0.0 reads as 0 (the words are kept per value, and -0.0 == 0.0)
+    top_values = (np.take_along_axis(values, top, axis=1).astype(float) + 0.0).tolist()
+    top_contribs = np.take_along_axis(contribs, top, axis=1).astype(float).tolist()
+    templates = [texts.get(name, name + " = {value:g}") for name in features]
+    words: dict[tuple[int, float, bool], str] = {}
     reasons = []
-    for row, cols in enumerate(top):
-        reasons.append(
-            [
-                {
-                    "feature": features[c],
-                    "value": float(values[row, c]),
-                    "contribution": float(contribs[row, c]),
-                    "text": reason_text(
-                        texts.get(features[c], features[c] + " = {value:g}"),
-                        values[row, c],
-                        contribs[row, c],
-                    ),
-                }
-                for c in cols
-            ]
-        )
+    for cols, row_values, row_contribs in zip(top.tolist(), top_values, top_contribs, strict=True):
+        row: list[dict[str, float | str]] = []
+        for c, value, contribution in zip(cols, row_values, row_contribs, strict=True):
+            key = (c, value, contribution > 0)
+            text = words.get(key)
+            if text is None:
+                text = words[key] = reason_text(templates[c], value, contribution)
+            row.append(
+                {"feature": features[c], "value": value, "contribution": contribution, "text": text}
+            )
+        reasons.append(row)
     return reasons
 
 

@@ -1,14 +1,13 @@
 """Online features read only the labels they can use, and equal features from every label."""
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from fraudloop import labels
 from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
-from fraudloop.storage import migrate, open_session
+from fraudloop.storage import open_session
 from models.features import DEFAULT_CONFIG, compute_features
 from models.serving import batch_features
 
@@ -16,10 +15,10 @@ pytestmark = pytest.mark.integration
 CUTOFF = datetime(2018, 4, 12)
 
 
-def test_batch_features_equal_features_from_all_labels(tmp_path: Path) -> None:
+def test_batch_features_equal_features_from_all_labels(db_url: str) -> None:
+    """On both databases: each binds its lists of ids its own way (see `labels._of_entities`)."""
     world = simulate(SimulationConfig(n_customers=150, n_terminals=300, days=14))
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    migrate(url)
+    url = db_url
     known = chargeback_labels(world, 1)  # a 1-day delay: many labels known by CUTOFF
     past = world[world["tx_datetime"] < CUTOFF]
     batch = world[world["tx_datetime"] >= CUTOFF].head(300).drop(columns=["is_fraud"])

@@ -1,9 +1,12 @@
 """The batch path's fast row conversion and redaction give what the per-row versions give."""
 
+from datetime import datetime, timedelta
+
 import numpy as np
 import pandas as pd
+import pytest
 
-from fraudloop.frames import records
+from fraudloop.frames import datetime_array, records
 from fraudloop.redaction import redact, redact_frame
 from fraudloop.simulator import SimulationConfig, simulate
 
@@ -33,3 +36,14 @@ def test_redact_frame_equals_redact_per_row() -> None:
 def test_redact_frame_without_sensitive_columns_masks_nothing() -> None:
     frame = _frame().drop(columns=["card_number", "email", "ip_address"])
     assert redact_frame(frame) == [redact(row) for row in frame.to_dict("records")]
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 10, 500])  # numpy below 10 values, pandas from 10
+def test_datetime_array_equals_numpy_per_value(n: int) -> None:
+    start = datetime(2018, 4, 1, 0, 0, 14)
+    values = [start + timedelta(seconds=37.123457 * i) for i in range(n)]
+    if n:
+        values[n // 2] = None  # a missing time is NaT
+    got = datetime_array(values)
+    assert got.dtype == np.dtype("datetime64[ns]")
+    np.testing.assert_array_equal(got, np.array(values, dtype="datetime64[ns]"))
