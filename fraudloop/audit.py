@@ -15,6 +15,7 @@ insert (an error to retry, never a fork).
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -61,6 +62,12 @@ _CANONICAL = json.JSONEncoder(  # what `json.dumps` builds per call with these a
     default=json_default,
 )
 _EVENT_ID_NAMESPACE = uuid.NAMESPACE_URL.bytes
+# a JSON number (after `:`, `,` or `[`) below 1e-4 or with an exponent; a string that looks
+# like one only sends its event to the slower `canonical`
+_STORED_CANONICAL = (  # what orjson would write differently from `canonical` it refuses instead
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+_SMALL_OR_EXPONENT = re.compile(rb"[:,\[]-?(?:0\.0000|[0-9.]+e)")
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,28 @@ def canonical(content: Mapping[str, Any]) -> str:
 
 
 def chain_hash(prev_hash: str, content: Mapping[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical(content)).encode()).hexdigest()
+    return _sha256(prev_hash, canonical(content))
+
+
+def stored_canonical(content: Mapping[str, Any]) -> str:
+    """`canonical` of a stored form (`_stored_form`: JSON types, no NaN), a tenth of the time.
+
+    orjson writes what `json.dumps` writes (same key order, escapes and float digits) except for
+    floats below 1e-4, which it spells without or with a shorter exponent (`0.00001`, `1.5e-7`
+    for `1e-05`, `1.5e-07`): text with such a number, or anything orjson refuses, goes to
+    `canonical`. Only for stored forms: orjson writes NaN as null where `canonical` refuses it.
+    """
+    try:
+        text = orjson.dumps(content, option=_STORED_CANONICAL)
+    except orjson.JSONEncodeError:
+        return canonical(content)
+    if _SMALL_OR_EXPONENT.search(text):
+        return canonical(content)
+    return text.decode()
+
+
+def _sha256(prev_hash: str, text: str) -> str:
+    return hashlib.sha256((prev_hash + text).encode()).hexdigest()
 
 
 def append(session: Session, events: list[dict[str, Any]]) -> int:
@@ -147,7 +175,7 @@ def append(session: Session, events: list[dict[str, Any]]) -> int:
     for ev in fresh:
         row = _stored_form(ev)
         content = {**row, "timestamp": row["timestamp"].isoformat()}
-        row["prev_hash"], row["hash"] = prev, chain_hash(prev, content)
+        row["prev_hash"], row["hash"] = prev, _sha256(prev, stored_canonical(content))
         prev = row["hash"]
         rows.append(row)
     return insert_rows(session, cast(Table, AuditEvent.__table__), rows)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fraudloop import audit
@@ -44,6 +44,26 @@ def _dumps(content: Any) -> str:
 @given(st.dictionaries(st.text(), _JSON, max_size=14))
 def test_canonical_is_the_stdlib_text(content: dict[str, Any]) -> None:
     assert audit.canonical(content) == _dumps(content)
+
+
+_STORED_JSON = st.recursive(  # what a stored form holds: JSON types (datetimes are text by then)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(min_value=-1e-3, max_value=1e-3)  # where orjson spells floats its own way
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=1_000)
+@given(st.dictionaries(st.text(), _STORED_JSON, max_size=14))
+@example({"a": 1e-05, "b": [1.5e-07, -9.9e-05], "c": 0.0001, "d": 1e16, "e": 2**70})
+@example({"text": "1e-05 and :0.00001 in words", "n": 0.5})
+def test_stored_canonical_is_canonical(content: dict[str, Any]) -> None:
+    assert audit.stored_canonical(content) == _dumps(content)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), {1: "a", "b": 2}])
