@@ -38,12 +38,14 @@ def test_redact_frame_without_sensitive_columns_masks_nothing() -> None:
     assert redact_frame(frame) == [redact(row) for row in frame.to_dict("records")]
 
 
+@pytest.mark.parametrize("as_text", [False, True])  # SQLite's stored text of a time
 @pytest.mark.parametrize("n", [0, 1, 9, 10, 500])  # numpy below 10 values, pandas from 10
-def test_datetime_array_equals_numpy_per_value(n: int) -> None:
+def test_datetime_array_equals_numpy_per_value(n: int, as_text: bool) -> None:
     start = datetime(2018, 4, 1, 0, 0, 14)
-    values = [start + timedelta(seconds=37.123457 * i) for i in range(n)]
-    if n:
-        values[n // 2] = None  # a missing time is NaT
+    times: list[datetime | None] = [start + timedelta(seconds=37.123457 * i) for i in range(n)]
+    if n > 1:
+        times[n // 2] = None  # a missing time is NaT
+    values = [t.isoformat(" ", "microseconds") if t and as_text else t for t in times]
     got = datetime_array(values)
     assert got.dtype == np.dtype("datetime64[ns]")
-    np.testing.assert_array_equal(got, np.array(values, dtype="datetime64[ns]"))
+    np.testing.assert_array_equal(got, np.array(times, dtype="datetime64[ns]"))
