@@ -36,7 +36,9 @@ def insert_rows(
     plan = _insert_plan(connection.dialect, table, tuple(rows[0]), skip_conflicts)
     values = plan.values(rows)
     if connection.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
-        return _copy_insert(connection, plan, values)
+        if skip_conflicts:
+            return _copy_insert(connection, plan, values)
+        return _copy(connection, plan.table, plan.columns, values)
     return int(connection.exec_driver_sql(plan.insert_values(), values).rowcount)
 
 
@@ -89,21 +91,30 @@ def _insert_plan(
 
 
 def _copy_insert(connection: Connection, plan: _InsertPlan, values: list[tuple[Any, ...]]) -> int:
-    """COPY into a new scratch table, then one INSERT ... SELECT: half the client CPU of
-    executemany. A scan of a new temporary table returns rows in the order they were copied
-    (temporary tables are never scanned in parallel nor synchronized), which keeps the order."""
+    """COPY into a new scratch table, then one INSERT ... SELECT that skips conflicts: half the
+    client CPU of executemany. A scan of a new temporary table returns rows in the order they
+    were copied (temporary tables are never scanned in parallel nor synchronized), which keeps
+    the order."""
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor:
         cursor.execute(
             f"CREATE TEMP TABLE {_SCRATCH} ON COMMIT DROP AS"
             f" SELECT {plan.columns} FROM {plan.table} WITH NO DATA"
         )
-        with cursor.copy(f"COPY {_SCRATCH} FROM STDIN") as copy:
-            for row in values:
-                copy.write_row(row)
+        _copy(connection, _SCRATCH, plan.columns, values)
         result = connection.exec_driver_sql(plan.insert_select(_SCRATCH))
         cursor.execute(f"DROP TABLE {_SCRATCH}")
     return int(result.rowcount)
+
+
+def _copy(connection: Connection, table: str, columns: str, values: list[tuple[Any, ...]]) -> int:
+    """COPY rows straight into a table, in their order (when no conflict is to be skipped, the
+    audit chain's case: a third of the time of copying them through a scratch table)."""
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for row in values:
+            copy.write_row(row)
+    return len(values)
 
 
 def _bind_processor(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:

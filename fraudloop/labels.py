@@ -96,7 +96,8 @@ def _typed_frame(
     than the query for the few rows of an online request."""
     result = session.connection().execute(stmt, params)
     names = list(result.keys())
-    columns = list(zip(*result.all(), strict=True)) or [()] * len(names)
+    with result:  # the driver's own rows: SQLAlchemy's row objects would only be unpacked
+        columns = list(zip(*result.cursor.fetchall(), strict=True)) or [()] * len(names)
     return pd.DataFrame(
         {
             name: datetime_array(values)

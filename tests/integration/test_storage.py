@@ -11,7 +11,7 @@ from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from fraudloop import audit, decisions, labels
-from fraudloop.bulk import COPY_MIN_ROWS
+from fraudloop.bulk import COPY_MIN_ROWS, insert_rows
 from fraudloop.decisions import ModelInfo
 from fraudloop.policy import load_policy
 from fraudloop.schema import validate_batch
@@ -237,14 +237,15 @@ def _many(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("skip_conflicts", [True, False], ids=["insert_ignore", "insert_rows"])
 @pytest.mark.parametrize("n", [1, COPY_MIN_ROWS], ids=["few", "copy"])
 @pytest.mark.parametrize("model", list(_ROWS), ids=lambda m: m.__tablename__)
 def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(
-    db_url: str, model: type[Base], n: int
+    db_url: str, model: type[Base], n: int, skip_conflicts: bool
 ) -> None:
     """Stored bytes and ORM values of the bulk path (executemany, or COPY for many rows on
-    PostgreSQL) equal a plain Core insert's: types, NaN, None, nested JSON, microseconds,
-    defaults."""
+    PostgreSQL: through a scratch table when conflicts are skipped, straight in when not) equal
+    a plain Core insert's: types, NaN, None, nested JSON, microseconds, defaults."""
     table = cast(Table, model.__table__)
     rows = _many(_ROWS[model], n)
     engine = make_engine(db_url)
@@ -252,7 +253,10 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(
         s.execute(insert(table), rows)
         reference = _stored(s, model)
         s.execute(delete(table))
-        assert insert_ignore(s, model, rows) == len(rows)
+        if skip_conflicts:
+            assert insert_ignore(s, model, rows) == len(rows)
+        else:
+            assert insert_rows(s, table, rows) == len(rows)
         assert _stored(s, model) == reference
 
 
