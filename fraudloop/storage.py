@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import pandas as pd
@@ -35,6 +35,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from fraudloop.bulk import insert_rows
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -143,7 +146,7 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_events"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_id: Mapped[str] = mapped_column(String(36))  # uuid5 of the unique idempotency_key
     idempotency_key: Mapped[str] = mapped_column(String(256), unique=True)
     timestamp: Mapped[datetime] = mapped_column(DateTime)
     event_type: Mapped[str] = mapped_column(String(32))
@@ -217,12 +220,17 @@ def json_default(value: Any) -> Any:
 def migrate(url: str) -> None:
     """Bring the schema to the latest Alembic revision."""
     from alembic import command
+
+    command.upgrade(alembic_config(url), "head")
+
+
+def alembic_config(url: str) -> "Config":
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    return cfg
 
 
 def insert_ignore(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> int:

@@ -7,7 +7,10 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Table, delete, func, insert, select
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Table, delete, func, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from fraudloop import audit, decisions, labels
@@ -24,6 +27,7 @@ from fraudloop.storage import (
     Quarantine,
     ReviewTask,
     TransactionRow,
+    alembic_config,
     insert_ignore,
     make_engine,
 )
@@ -287,3 +291,23 @@ def test_bulk_rows_belong_to_the_callers_transaction(db_url: str, n: int) -> Non
         s.rollback()
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(TransactionRow)) == 0
+
+
+@pytest.mark.integration
+def test_migrations_build_the_models_schema_and_step_down_and_up(db_url: str) -> None:
+    """The newest migration goes down and up again, and the schema at head is the models'."""
+    cfg = alembic_config(db_url)
+    engine = make_engine(db_url)
+
+    def unique_columns() -> list[list[str]]:
+        return sorted(
+            u["column_names"] for u in inspect(engine).get_unique_constraints("audit_events")
+        )
+
+    assert ["event_id"] not in unique_columns()
+    command.downgrade(cfg, "-1")
+    assert ["event_id"] in unique_columns()
+    command.upgrade(cfg, "head")
+    assert ["event_id"] not in unique_columns()
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
