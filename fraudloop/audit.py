@@ -292,6 +292,8 @@ def _check(record: Mapping[str, Any], prev_hash: str) -> str | None:
 
 def _naive_utc(ts: datetime) -> datetime:
     """A plain naive-UTC datetime (what both databases store and return unchanged)."""
+    if type(ts) is datetime and ts.tzinfo is None:  # already one: a batch's events share it
+        return ts
     if ts.tzinfo is not None:
         ts = ts.astimezone(UTC)
     return datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond)
