@@ -1,7 +1,8 @@
 """End-to-end batch scoring against bare XGBoost on the same rows, in the same process.
 
-End to end is `models.serving.score_batch` per chunk, each chunk one transaction: validate,
-features from the stored history, champion (calibrated probability + exact TreeSHAP top-3),
+End to end is `models.serving.score_batch` per chunk, each chunk one transaction and all of
+them one `RunHistory`, as the scoring flow scores a long window: validate, features from the
+stored history, champion (calibrated probability + exact TreeSHAP top-3),
 route, persist transactions, decisions, review outbox and hash-chained audit events. Bare is
 `inplace_predict` plus `predict(pred_contribs=True)` of the same booster on the same rows'
 features (computed untimed), timed right after each end-to-end chunk so both see the same
@@ -23,7 +24,7 @@ from fraudloop.policy import Policy
 from fraudloop.storage import engine_for, migrate, open_session
 from models.features import compute_features
 from models.scoring import ScoringModel
-from models.serving import feature_config, score_batch
+from models.serving import RunHistory, feature_config, score_batch
 
 BARE_ROWS_MAX = 100_000  # a rate: sampling more rows only takes longer
 
@@ -45,12 +46,12 @@ def run(rows: int, db_url: str | None, policy: Policy, chunk: int = 10_000) -> d
         scored = bare_rows = 0
         peak_by_rows: dict[int, float] = {}  # flat memory: the peak stops growing
         every = max(1, rows // BARE_ROWS_MAX)  # bare on every `every`-th chunk, spread over the run
+        run = RunHistory()  # the chunks are one run: each reads only the history since the last
         for i, records in enumerate(workload(world, rows, chunk, run_id)):
             started = time.perf_counter()
             with open_session(url) as session, session.begin():
-                result = score_batch(
-                    session, records, model, policy, records[-1]["tx_datetime"].to_pydatetime()
-                )
+                now = records[-1]["tx_datetime"].to_pydatetime()
+                result = score_batch(session, records, model, policy, now, run)
             elapsed += time.perf_counter() - started
             scored += result.new_decisions
             if i % every == 0:  # right after, on the same rows: under the same machine load

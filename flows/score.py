@@ -14,7 +14,7 @@ from fraudloop.stream import inject_malformed as corrupt
 from fraudloop.stream import read_window
 from labeling.outbox import DeliveryResult, deliver_by_policy
 from models.scoring import ScoringModel, load_model
-from models.serving import BatchResult, score_batch
+from models.serving import BatchResult, RunHistory, score_batch
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
@@ -27,9 +27,16 @@ def champion(rt: Runtime) -> ScoringModel:
 def decide(
     rt: Runtime, records: list[dict[str, Any]], model: ScoringModel | None, now: datetime
 ) -> BatchResult:
-    """Validate, score, route and store in one transaction (fallback rules if no model)."""
-    with open_session(rt.db_url) as s, s.begin():
-        return score_batch(s, records, model, rt.policy, now)
+    """Validate, score, route and store, one transaction per chunk of the window (fallback rules
+    if no model): memory stays bounded, and the chunks share one read of the history."""
+    run, size = RunHistory(), rt.settings.score_chunk_rows
+    results = []
+    for start in range(0, len(records), size):
+        with open_session(rt.db_url) as s, s.begin():
+            results.append(
+                score_batch(s, records[start : start + size], model, rt.policy, now, run)
+            )
+    return BatchResult.total(results)
 
 
 @task(cache_policy=NO_CACHE)

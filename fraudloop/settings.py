@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     api_keys: list[ApiKey] = Field([], description="JSON list of {name, role, sha256}")
     api_keys_file: Path | None = Field(None, description="JSON file with the same list")
     api_max_batch: int = Field(1000, gt=0, description="Transactions per POST /v1/score")
+    score_chunk_rows: int = Field(
+        10_000, gt=0, description="Transactions the scoring flow stores per transaction"
+    )
     model_refresh_seconds: float = Field(
         30.0, gt=0, description="How often the API checks where the champion alias points"
     )

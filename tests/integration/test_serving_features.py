@@ -9,7 +9,7 @@ from fraudloop import labels
 from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
 from fraudloop.storage import open_session
 from models.features import DEFAULT_CONFIG, compute_features
-from models.serving import batch_features
+from models.serving import RunHistory, batch_features
 
 pytestmark = pytest.mark.integration
 CUTOFF = datetime(2018, 4, 12)
@@ -42,3 +42,23 @@ def test_batch_features_equal_features_from_all_labels(db_url: str) -> None:
     assert len(used) < len(everything)  # fewer rows read ...
     assert got["terminal_id_frauds_known_7day"].sum() > 0  # ... and labels did matter
     pd.testing.assert_frame_equal(got, expected)  # ... for the same features
+
+
+def test_a_run_of_batches_gets_the_features_each_batch_alone_gets(db_url: str) -> None:
+    """A run reads each time slice once, yet sees what others stored ahead of it (here every
+    tenth later transaction, stored before the run, as the API would) and its own batches."""
+    world = simulate(SimulationConfig(n_customers=150, n_terminals=300, days=14, seed=5))
+    later = world[world["tx_datetime"] >= CUTOFF].drop(columns=["is_fraud"]).head(1_000)
+    with open_session(db_url) as session, session.begin():
+        labels.add_transactions(session, world[world["tx_datetime"] < CUTOFF])
+        labels.add_labels(session, chargeback_labels(world, 1).to_dict("records"))
+        labels.add_transactions(session, later.iloc[::10])
+    run = RunHistory()
+    batches = [later.iloc[start : start + 200] for start in range(0, len(later), 200)]
+    for batch in [*batches, batches[1]]:  # the last one goes back in time: read anew
+        with open_session(db_url) as session, session.begin():
+            alone = batch_features(session, batch, DEFAULT_CONFIG)
+            in_run = batch_features(session, batch, DEFAULT_CONFIG, run)
+            labels.add_transactions(session, batch)  # stored, as `score_batch` stores it
+        pd.testing.assert_frame_equal(in_run, alone)
+    assert alone["customer_id_nb_tx_1day_window"].max() > 1  # history did matter
