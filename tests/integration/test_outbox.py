@@ -40,7 +40,7 @@ def test_review_tasks_survive_a_label_studio_outage(
     simulate(cfg).to_parquet(world, index=False)
     live = cfg.start + timedelta(days=30)
 
-    monkeypatch.setenv("FRAUDLOOP_SCORE_CHUNK_ROWS", "300")  # the day's ~1,000 in a few chunks
+    monkeypatch.setenv("FRAUDLOOP_SCORE_CHUNK_ROWS", "300")  # the day's ~800 in 3 chunks
     fraudloop_env(monkeypatch, tmp_path / "home", DEAD_URL, token, policy_path, "outbox-test")
     train_flow(world, live)
     scored = score_flow(world, live, live + timedelta(days=1))
