@@ -153,7 +153,9 @@ class _Timeline:
     Queries are fastest in (code, time) order, which is how callers issue them.
     """
 
-    def __init__(self, codes: np.ndarray, times: np.ndarray) -> None:
+    def __init__(self, codes: np.ndarray, times: np.ndarray, at: np.ndarray | None = None) -> None:
+        """`at`: the rows (input order) features are wanted for, the new transactions; the
+        others are only their past. Windows are searched for those rows alone."""
         self.order = np.lexsort((times, codes))
         self.codes, self.times = codes[self.order], times[self.order]
         ordered = np.sort(times)  # nearly free: callers pass times almost in order
@@ -166,6 +168,12 @@ class _Timeline:
         self._input_times = times
         self._keys = self.codes * self._m + np.searchsorted(self._grid, times)[self.order]
         self._since: dict[int, np.ndarray] = {}
+        self._since_at: dict[int, np.ndarray] = {}
+        self.at = np.empty(0, dtype=np.int64)  # sorted positions of the rows `at`, in `at` order
+        if at is not None:
+            rank = np.empty_like(self.order)
+            rank[self.order] = np.arange(len(self.order))
+            self.at = rank[at]
 
     def first_after(self, codes: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Sorted index of the first point of each code with time > the query time."""
@@ -181,6 +189,15 @@ class _Timeline:
                 self._keys, self.codes * self._m + rank[self.order], side="left"
             )
         return self._since[span]
+
+    def since_at(self, span: int) -> np.ndarray:
+        """`since` for the points `at` only (most points are history, their windows unused)."""
+        if span not in self._since_at:
+            rank = np.searchsorted(self._grid, self.times[self.at] - span, side="right")
+            self._since_at[span] = np.searchsorted(
+                self._keys, self.codes[self.at] * self._m + rank, side="left"
+            )
+        return self._since_at[span]
 
     def group_start(self, codes: np.ndarray) -> np.ndarray:
         return np.searchsorted(self._keys, codes * self._m, side="left")
@@ -210,12 +227,13 @@ def compute_features(
     """
     tx = _chronological(history, new)
     t, amount = tx.times, tx.amount
-    customers = _Timeline(pd.factorize(tx.customer_ids)[0].astype(np.int64), t)
-    terminals = _Timeline(pd.factorize(tx.terminal_ids)[0].astype(np.int64), t)
+    at = np.flatnonzero(tx.new_row >= 0)  # the new rows, in chronological order
+    customers = _Timeline(pd.factorize(tx.customer_ids)[0].astype(np.int64), t, at)
+    terminals = _Timeline(pd.factorize(tx.terminal_ids)[0].astype(np.int64), t, at)
     out: dict[str, np.ndarray] = {
-        "tx_amount": amount,
-        "tx_during_weekend": (_weekday(t) >= 5).astype(float),
-        "tx_during_night": ((t // NS_PER_HOUR) % 24 <= 6).astype(float),
+        "tx_amount": amount[at],
+        "tx_during_weekend": (_weekday(t[at]) >= 5).astype(float),
+        "tx_during_night": ((t[at] // NS_PER_HOUR) % 24 <= 6).astype(float),
     }
     events = _fraud_periods(labels, tx.ids, t)
     for name, values in (
@@ -227,10 +245,9 @@ def compute_features(
         | _usual_spending_features(customers, amount, cfg)
     ).items():
         out[name] = values
-    is_new = tx.new_row >= 0
-    in_input_order = np.argsort(tx.new_row[is_new], kind="stable")
+    in_input_order = np.argsort(tx.new_row[at], kind="stable")
     columns = feature_columns(cfg)
-    matrix = np.column_stack([out[c][is_new][in_input_order] for c in columns])
+    matrix = np.column_stack([out[c][in_input_order] for c in columns])
     return pd.DataFrame(matrix, columns=columns, index=new.index)
 
 
@@ -301,18 +318,18 @@ def _customer_features(
     line: _Timeline, amount: np.ndarray, cfg: FeatureConfig
 ) -> dict[str, np.ndarray]:
     """Handbook spending windows (t - w, t] ending at the current row, plus its profile."""
-    codes, t, pos = line.codes, line.times, np.arange(len(line.order))
-    own = amount[line.order]
+    codes, t, pos = line.codes, line.times, line.at
+    own = amount[line.order][pos]
     sums, squares = line.cumsum(amount), line.cumsum(amount**2)
     out: dict[str, np.ndarray] = {}
     for w in cfg.windows:
-        lo = line.since(w * NS_PER_DAY)
+        lo = line.since_at(w * NS_PER_DAY)
         out[f"customer_id_nb_tx_{w}day_window"] = (pos + 1 - lo).astype(float)
         avg = (sums[pos + 1] - sums[lo]) / (pos + 1 - lo)
         out[f"customer_id_avg_amount_{w}day_window"] = avg.astype(float)
 
     p, scale = cfg.profile_days, cfg.min_amount_scale
-    lo = line.since(p * NS_PER_DAY)
+    lo = line.since_at(p * NS_PER_DAY)
     n_prior = pos - lo
     mean = ((sums[pos] - sums[lo]) / np.maximum(n_prior, 1)).astype(float)
     mean_sq = ((squares[pos] - squares[lo]) / np.maximum(n_prior, 1)).astype(float)
@@ -323,10 +340,10 @@ def _customer_features(
     out[f"customer_id_amount_zscore_{p}day"] = np.where(
         n_prior > 1, (own - mean) / np.maximum(std, scale), 0.0
     )
-    has_prev = pos > line.group_start(codes)
-    gap = (t - t[np.maximum(pos - 1, 0)]) / NS_PER_HOUR
+    has_prev = pos > line.group_start(codes[pos])
+    gap = (t[pos] - t[np.maximum(pos - 1, 0)]) / NS_PER_HOUR
     out["customer_id_hours_since_prev_tx"] = np.where(has_prev, np.minimum(gap, p * 24), p * 24)
-    return {name: line.unsort(values) for name, values in out.items()}
+    return out
 
 
 def _fraud_periods(labels: pd.DataFrame, ids: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
@@ -368,8 +385,8 @@ def _fraud_periods(labels: pd.DataFrame, ids: np.ndarray, t: np.ndarray) -> dict
 def _count_active(
     line: _Timeline, point_codes: np.ndarray, start: np.ndarray, end: np.ndarray
 ) -> np.ndarray:
-    """For each row of `line` (sorted order), how many periods [start, end) of its entity
-    contain its time."""
+    """For each point `at` of `line`, how many periods [start, end) of its entity contain its
+    time."""
     valid = start < end
     edges = _Timeline(
         np.concatenate([point_codes[valid], point_codes[valid]]),
@@ -379,7 +396,7 @@ def _count_active(
     # every period ends in its own entity, so an entity's steps sum to 0 and the running total
     # just before the first edge after t counts its periods with start <= t < end
     running = np.concatenate([[0], np.cumsum(step[edges.order])])
-    return running[edges.first_after(line.codes, line.times)]
+    return running[edges.first_after(line.codes[line.at], line.times[line.at])]
 
 
 def _terminal_features(
@@ -388,13 +405,13 @@ def _terminal_features(
     """Handbook terminal windows (t - delay - w, t - delay]; frauds only if known before t."""
     codes = line.codes
     delay = cfg.delay_days * NS_PER_DAY
-    hi = line.since(delay)
+    hi = line.since_at(delay)
     ev_codes = line.unsort(codes)[events["row"]]
     tx_time = events["tx_time"]
     out: dict[str, np.ndarray] = {}
     for w in cfg.windows:
         span = delay + w * NS_PER_DAY
-        n_tx = hi - line.since(span)
+        n_tx = hi - line.since_at(span)
         start = np.maximum(events["start"], tx_time + delay)
         end = np.minimum(events["end"], tx_time + span)
         n_fraud = _count_active(line, ev_codes, start, end)
@@ -402,7 +419,7 @@ def _terminal_features(
         out[f"terminal_id_risk_{w}day_window"] = np.where(
             n_tx > 0, n_fraud / np.maximum(n_tx, 1), 0.0
         )
-    return {name: line.unsort(values) for name, values in out.items()}
+    return out
 
 
 def _fresh_label_features(
@@ -415,7 +432,7 @@ def _fresh_label_features(
     for w in cfg.label_windows:
         end = np.minimum(events["end"], start - 1 + w * NS_PER_DAY)
         count = _count_active(line, ev_codes, start, end)
-        out[f"{name}_frauds_known_{w}day"] = line.unsort(count.astype(float))
+        out[f"{name}_frauds_known_{w}day"] = count.astype(float)
     return out
 
 
@@ -430,7 +447,7 @@ def _terminal_fraud_spans(
         start = np.maximum(events["start"], tx_time + lo * NS_PER_DAY)
         end = np.minimum(events["end"], tx_time + hi * NS_PER_DAY)
         count = _count_active(line, ev_codes, start, end)
-        out[f"terminal_id_frauds_known_{lo}_{hi}days_ago"] = line.unsort(count.astype(float))
+        out[f"terminal_id_frauds_known_{lo}_{hi}days_ago"] = count.astype(float)
     return out
 
 
@@ -449,23 +466,24 @@ def _usual_spending_features(
     mean = ((sums[hi] - sums[lo]) / np.maximum(n, 1)).astype(float)
     mean_sq = ((squares[hi] - squares[lo]) / np.maximum(n, 1)).astype(float)
     std = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
-    ratio = np.where(n > 0, own / np.maximum(mean, scale), 1.0)
+    ratio = np.where(n > 0, own / np.maximum(mean, scale), 1.0)  # every point: windows sum it
+    at = line.at
     out = {
-        f"customer_id_amount_ratio_usual_{p}day": ratio,
+        f"customer_id_amount_ratio_usual_{p}day": ratio[at],
         f"customer_id_amount_zscore_usual_{p}day": np.where(
-            n > 1, (own - mean) / np.maximum(std, scale), 0.0
+            n[at] > 1, (own[at] - mean[at]) / np.maximum(std[at], scale), 0.0
         ),
     }
     unusual = np.concatenate([[0], np.cumsum(ratio >= cfg.high_amount_ratio)])
     ratios = np.concatenate([[0.0], np.cumsum(ratio)])
     for w in cfg.anomaly_windows:
-        start = line.since(w * NS_PER_DAY)
-        out[f"customer_id_unusual_amounts_{w}day"] = (unusual[pos + 1] - unusual[start]).astype(
+        start = line.since_at(w * NS_PER_DAY)
+        out[f"customer_id_unusual_amounts_{w}day"] = (unusual[at + 1] - unusual[start]).astype(
             float
         )
     w = max(cfg.anomaly_windows)
-    start = line.since(w * NS_PER_DAY)
-    out[f"customer_id_mean_ratio_usual_{w}day"] = (ratios[pos + 1] - ratios[start]) / (
-        pos + 1 - start
+    start = line.since_at(w * NS_PER_DAY)
+    out[f"customer_id_mean_ratio_usual_{w}day"] = (ratios[at + 1] - ratios[start]) / (
+        at + 1 - start
     )
-    return {name: line.unsort(values) for name, values in out.items()}
+    return out
