@@ -65,7 +65,8 @@ class RunHistory:
     own transactions and whatever else was stored for that time) and drops what left the window.
 
     Not seen: transactions stored during the run for a time the run has already read past (as
-    within one batch). Labels are read for every batch: reviews and chargebacks arrive anytime.
+    within one batch). Labels are read for every batch (reviews and chargebacks arrive anytime),
+    those of the whole window (`labels.window_labels`), as the history is the whole window's.
     """
 
     frame: pd.DataFrame | None = None
@@ -94,13 +95,15 @@ def batch_features(
     first, last = frame["tx_datetime"].min(), frame["tx_datetime"].max()
     since = first - timedelta(days=cfg.history_days)
     customers, terminals = frame["customer_id"].unique(), frame["terminal_id"].unique()
+    ids = frame["transaction_id"]
     if run is None:
         hist = labels.history(session, since, first, customers, terminals)
+        known = labels.history_labels(
+            session, since, first, customers, terminals, ids, known_before=last
+        )
     else:
         hist = run.window(session, since.to_pydatetime(), first.to_pydatetime())
-    known = labels.history_labels(
-        session, since, first, customers, terminals, frame["transaction_id"], known_before=last
-    )
+        known = labels.window_labels(session, since, first, ids, known_before=last)
     return compute_features(hist, frame, known, cfg)
 
 

@@ -49,9 +49,20 @@ def test_a_run_of_batches_gets_the_features_each_batch_alone_gets(db_url: str) -
     tenth later transaction, stored before the run, as the API would) and its own batches."""
     world = simulate(SimulationConfig(n_customers=150, n_terminals=300, days=14, seed=5))
     later = world[world["tx_datetime"] >= CUTOFF].drop(columns=["is_fraud"]).head(1_000)
+    frauds = world[(world["tx_datetime"] >= CUTOFF) & (world["is_fraud"] == 1)]
+    reviewed = [  # known half an hour on: within their own batch, before it is stored
+        {
+            "transaction_id": tx_id,
+            "is_fraud": 1,
+            "known_at": when + timedelta(minutes=30),
+            "source": "review",
+            "actor": "reviewer",
+        }
+        for tx_id, when in zip(frauds["transaction_id"], frauds["tx_datetime"], strict=True)
+    ]
     with open_session(db_url) as session, session.begin():
         labels.add_transactions(session, world[world["tx_datetime"] < CUTOFF])
-        labels.add_labels(session, chargeback_labels(world, 1).to_dict("records"))
+        labels.add_labels(session, chargeback_labels(world, 1).to_dict("records") + reviewed)
         labels.add_transactions(session, later.iloc[::10])
     run = RunHistory()
     batches = [later.iloc[start : start + 200] for start in range(0, len(later), 200)]
