@@ -7,9 +7,11 @@ nothing: an event whose idempotency key is stored is skipped and does not advanc
 
 Writers serialize on the chain's head: PostgreSQL through a transaction-scoped advisory lock,
 SQLite through its database write lock (taken before the head is read). The lock is held until
-the caller commits, so append late in a transaction. PostgreSQL must run at READ COMMITTED (its
-default): an older snapshot would read a stale head, and the unique `prev_hash` then refuses the
-insert (an error to retry, never a fork).
+the caller commits, so append late in a transaction. The head itself is a row
+(`storage.AuditChainHead`) an append moves from the hash it read to its last event's: a writer
+that read a stale head (PostgreSQL at an isolation level above READ COMMITTED, its default, or
+code that skipped the lock) moves nothing and fails with `ChainMoved`, an error to retry, never
+a fork.
 """
 
 import hashlib
@@ -24,12 +26,13 @@ from typing import Any, cast
 
 import orjson
 import pandas as pd
-from sqlalchemy import Row, String, Table, any_, bindparam, select, text
+from sqlalchemy import CursorResult, Row, String, Table, any_, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from fraudloop.bulk import insert_rows
-from fraudloop.storage import AuditEvent, json_default, json_text, read_frame
+from fraudloop.errors import FraudloopError
+from fraudloop.storage import AuditChainHead, AuditEvent, json_default, json_text, read_frame
 
 GENESIS = "0" * 64  # the `prev_hash` of the first event
 CONTENT_FIELDS = (  # what the hash covers; never seq (chain order is seq) nor the hashes
@@ -49,6 +52,7 @@ CONTENT_FIELDS = (  # what the hash covers; never seq (chain order is seq) nor t
     "details",
 )
 _JSON_FIELDS = ("input_snapshot", "explanation_tokens", "sla_metadata", "details")
+_HEAD = 1  # the id of the chain head's one row
 _CHAIN_LOCK = 0x6672617564617564  # "fraudaud": the one PostgreSQL advisory lock of the chain
 _SQLITE_WRITE_LOCK = text("UPDATE audit_events SET seq = seq WHERE 0")  # begins the write txn
 _KEYS_PER_QUERY = 5_000
@@ -64,6 +68,10 @@ _EVENT_ID_NAMESPACE = uuid.NAMESPACE_URL.bytes
 _STORED_CANONICAL = (  # what orjson would write differently from `canonical` it refuses instead
     orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 )
+
+
+class ChainMoved(RuntimeError):
+    """The chain's head is not where this writer read it: retry the transaction."""
 
 
 @dataclass(frozen=True)
@@ -165,8 +173,10 @@ def append(session: Session, events: list[dict[str, Any]]) -> int:
     fresh = _unseen(session, events)
     if not fresh:
         return 0
-    prev = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
-    prev = prev or GENESIS
+    head = session.scalar(select(AuditChainHead.hash).where(AuditChainHead.id == _HEAD))
+    if head is None:
+        raise FraudloopError("the audit chain has no head row: the store's schema is not migrated")
+    prev = head
     rows = []
     for ev in fresh:
         row = _stored_form(ev)
@@ -174,6 +184,15 @@ def append(session: Session, events: list[dict[str, Any]]) -> int:
         row["prev_hash"], row["hash"] = prev, _sha256(prev, stored_canonical(content))
         prev = row["hash"]
         rows.append(row)
+    moved = session.execute(
+        update(AuditChainHead)
+        .where(AuditChainHead.id == _HEAD, AuditChainHead.hash == head)
+        .values(hash=prev)
+    )
+    if cast(CursorResult[Any], moved).rowcount != 1:
+        raise ChainMoved(
+            "another writer appended to the audit chain since this one read its head: retry"
+        )
     return insert_rows(session, cast(Table, AuditEvent.__table__), rows)
 
 

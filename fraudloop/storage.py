@@ -140,8 +140,8 @@ class Label(Base):
 class AuditEvent(Base):
     """Append-only record of every decision change, promotion and alert (SPEC audit fields).
 
-    Hash-chained in `seq` order (see `fraudloop.audit`); `prev_hash` is unique so two writers
-    can never fork the chain from the same event, whatever the locking.
+    Hash-chained in `seq` order (see `fraudloop.audit`); `AuditChainHead` keeps two writers from
+    forking the chain from the same event, whatever the locking.
     """
 
     __tablename__ = "audit_events"
@@ -162,7 +162,19 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
-    __table_args__ = (UniqueConstraint("prev_hash", name="uq_audit_events_prev_hash"),)
+
+
+class AuditChainHead(Base):
+    """The hash of the chain's last event, one row: an append moves it from the head it read to
+    its own last event, or fails (a writer that read a stale head would fork the chain).
+
+    It replaced a unique index on `audit_events.prev_hash` that guarded the same: random keys,
+    that index dirtied most of its pages on every batch, more as the store grew.
+    """
+
+    __tablename__ = "audit_chain_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class Quarantine(Base):

@@ -288,6 +288,44 @@ def test_decisions_and_reviews_are_chained(db_url: str) -> None:
 
 @pytest.mark.integration
 @pytest.mark.postgres
+def test_a_writer_that_skipped_the_lock_cannot_fork_the_chain(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the lock, a second writer reads the head the first is moving: its move waits for
+    the first to commit, then finds the head gone and fails; the chain stays one line."""
+    from fraudloop.storage import migrate
+
+    migrate(pg_url)
+    monkeypatch.setattr(audit, "_lock_chain", lambda session: None)
+    engine = make_engine(pg_url)
+    first = Session(engine)
+    first.begin()
+    assert audit.append(first, _events(3, prefix="first")) == 3  # head moved, not committed
+    failure: list[BaseException] = []
+
+    def second() -> None:
+        with Session(engine) as s, s.begin():
+            try:
+                audit.append(s, _events(3, prefix="second"))
+            except audit.ChainMoved as exc:
+                failure.append(exc)
+
+    writer = threading.Thread(target=second)
+    writer.start()
+    waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+    with engine.connect() as watcher:
+        deadline = time.monotonic() + 30
+        while not watcher.execute(waiting).scalar() and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the second writer waits on the head's row
+    first.commit()
+    writer.join(timeout=30)
+    assert len(failure) == 1
+    result = _verify(pg_url)
+    assert (result.ok, result.n_events) == (True, 3)
+
+
+@pytest.mark.integration
+@pytest.mark.postgres
 def test_concurrent_writers_one_decision_each(pg_url: str) -> None:
     """8 clients, overlapping shuffled batches, each sent twice: one decision, one event per tx."""
     from fraudloop.storage import migrate

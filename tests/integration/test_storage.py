@@ -20,6 +20,7 @@ from fraudloop.policy import load_policy
 from fraudloop.schema import validate_batch
 from fraudloop.settings import PACKAGE_DIR
 from fraudloop.storage import (
+    AuditChainHead,
     AuditEvent,
     Base,
     Decision,
@@ -295,19 +296,41 @@ def test_bulk_rows_belong_to_the_callers_transaction(db_url: str, n: int) -> Non
 
 @pytest.mark.integration
 def test_migrations_build_the_models_schema_and_step_down_and_up(db_url: str) -> None:
-    """The newest migration goes down and up again, and the schema at head is the models'."""
+    """The audit migrations go down and up again with a stored chain (its head is kept), and the
+    schema at head is the models'."""
+    with Session(make_engine(db_url)) as s, s.begin():
+        audit.append(
+            s, [audit.event(f"k{i}", "decision", "model", datetime(2026, 1, 1)) for i in range(3)]
+        )
+    head = _verify_head(db_url)
     cfg = alembic_config(db_url)
     engine = make_engine(db_url)
 
     def unique_columns() -> list[list[str]]:
-        return sorted(
-            u["column_names"] for u in inspect(engine).get_unique_constraints("audit_events")
-        )
+        constraints = inspect(engine).get_unique_constraints("audit_events")
+        return sorted(u["column_names"] for u in constraints)
 
-    assert ["event_id"] not in unique_columns()
-    command.downgrade(cfg, "-1")
-    assert ["event_id"] in unique_columns()
+    assert unique_columns() == [["idempotency_key"]]
+    command.downgrade(cfg, "0004")  # the chain's head back to a unique prev_hash
+    assert unique_columns() == [["idempotency_key"], ["prev_hash"]]
+    assert not inspect(engine).has_table("audit_chain_head")
+    command.downgrade(cfg, "0003")  # event_id unique again
+    assert unique_columns() == [["event_id"], ["idempotency_key"], ["prev_hash"]]
     command.upgrade(cfg, "head")
-    assert ["event_id"] not in unique_columns()
+    assert unique_columns() == [["idempotency_key"]]
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert conn.scalar(select(AuditChainHead.hash)) == head  # seeded from the last event
+    with Session(engine) as s, s.begin():
+        assert audit.append(s, [audit.event("k3", "decision", "model", datetime(2026, 1, 2))]) == 1
+    assert _verify_ok(db_url)
+
+
+def _verify_head(url: str) -> str | None:
+    with Session(make_engine(url)) as s:
+        return audit.verify(s).head_hash
+
+
+def _verify_ok(url: str) -> bool:
+    with Session(make_engine(url)) as s:
+        return audit.verify(s).ok
