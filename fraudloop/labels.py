@@ -170,17 +170,17 @@ def _statements(dialect: str) -> _Statements:
         one_of(TransactionRow.terminal_id, "terminals"),
     )
     history = select(*columns(TransactionRow, HISTORY_COLUMNS)).where(*in_window)
-    labels_of = select(*columns(Label, LABEL_COLUMNS)).where(
+    known = Label.known_at < bindparam("known_before")
+    label_columns = columns(Label, LABEL_COLUMNS)
+    labels_of = select(*label_columns).where(
         or_(
             Label.transaction_id.in_(
                 select(TransactionRow.transaction_id).where(*in_window, of_entities)
             ),
             one_of(Label.transaction_id, "also"),
         ),
-        Label.known_at < bindparam("known_before"),
+        known,
     )
-    known = Label.known_at < bindparam("known_before")
-    label_columns = columns(Label, LABEL_COLUMNS)
     labels_in_window = union(
         select(*label_columns)
         .join(TransactionRow, TransactionRow.transaction_id == Label.transaction_id)

@@ -75,9 +75,13 @@ class RunHistory:
 
     def window(self, session: Session, since: datetime, until: datetime) -> pd.DataFrame:
         """Stored transactions in [since, until), as `labels.history` reads them."""
-        if self.frame is None or self.since is None or self.until is None:
-            self.frame = labels.history(session, since, until)
-        elif since < self.since or until < self.until:  # not the next batch of a run: read it all
+        if (  # the first batch, or not the next one of the run: read it all
+            self.frame is None
+            or self.since is None
+            or self.until is None
+            or since < self.since
+            or until < self.until
+        ):
             self.frame = labels.history(session, since, until)
         else:
             kept = self.frame[self.frame["tx_datetime"].to_numpy() >= np.datetime64(since)]
