@@ -108,8 +108,8 @@ def _copy_insert(connection: Connection, plan: _InsertPlan, values: list[tuple[A
 
 
 def _copy(connection: Connection, table: str, columns: str, values: list[tuple[Any, ...]]) -> int:
-    """COPY rows straight into a table, in their order (when no conflict is to be skipped, the
-    audit chain's case: a third of the time of copying them through a scratch table)."""
+    """COPY rows straight into a table, in their order: when no conflict is to be skipped (the
+    audit chain's case), a quarter less time than through a scratch table."""
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in values:

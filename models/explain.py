@@ -30,7 +30,7 @@ def top_reasons(
     column, last, is left out).
 
     Picked for all rows at once; each distinct (feature, value, direction) is put in words once
-    per call: counts and flags repeat across a batch, and the words were 7 % of a batch's time.
+    per call: counts and flags repeat across a batch, and the words were ~4 % of a batch's time.
     """
     contribs = contributions[:, :-1]
     top = np.argsort(-np.abs(contribs), axis=1, kind="stable")[:, :n]
