@@ -302,7 +302,7 @@ def test_migrations_build_the_models_schema_and_step_down_and_up(db_url: str) ->
         audit.append(
             s, [audit.event(f"k{i}", "decision", "model", datetime(2026, 1, 1)) for i in range(3)]
         )
-    head = _verify_head(db_url)
+    head = _verified(db_url).head_hash
     cfg = alembic_config(db_url)
     engine = make_engine(db_url)
 
@@ -323,14 +323,9 @@ def test_migrations_build_the_models_schema_and_step_down_and_up(db_url: str) ->
         assert conn.scalar(select(AuditChainHead.hash)) == head  # seeded from the last event
     with Session(engine) as s, s.begin():
         assert audit.append(s, [audit.event("k3", "decision", "model", datetime(2026, 1, 2))]) == 1
-    assert _verify_ok(db_url)
+    assert _verified(db_url).ok
 
 
-def _verify_head(url: str) -> str | None:
+def _verified(url: str) -> audit.VerifyResult:
     with Session(make_engine(url)) as s:
-        return audit.verify(s).head_hash
-
-
-def _verify_ok(url: str) -> bool:
-    with Session(make_engine(url)) as s:
-        return audit.verify(s).ok
+        return audit.verify(s)
