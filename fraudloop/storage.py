@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import (
     JSON,
     Boolean,
+    ColumnElement,
     DateTime,
     Float,
     Index,
@@ -25,12 +26,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    any_,
+    bindparam,
     create_engine,
     event,
     func,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -258,6 +262,16 @@ def insert_ignore(session: Session, model: type[Base], rows: Sequence[dict[str, 
     if key.name in rows[0]:
         rows = sorted(rows, key=lambda row: row[key.name])
     return insert_rows(session, table, rows, skip_conflicts=True)
+
+
+def one_of(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
+    """`column` is one of the ids bound to `name`. PostgreSQL takes the list as one array: a
+    batch binds thousands of ids, and an IN list of a parameter each took longer to render and
+    parse than to run. SQLite plans the expanded list better than a JSON array read with
+    `json_each` (the history read of a 10,000-row batch 0.14 s against 0.17 s)."""
+    if dialect == "postgresql":
+        return cast(ColumnElement[bool], column == any_(bindparam(name, type_=ARRAY(String))))
+    return cast(ColumnElement[bool], column.in_(bindparam(name, expanding=True)))
 
 
 def read_frame(session: Session, stmt: Any) -> pd.DataFrame:
