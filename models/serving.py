@@ -98,9 +98,9 @@ def batch_features(
     the run (see `RunHistory`) keeps."""
     first, last = frame["tx_datetime"].min(), frame["tx_datetime"].max()
     since = first - timedelta(days=cfg.history_days)
-    customers, terminals = frame["customer_id"].unique(), frame["terminal_id"].unique()
     ids = frame["transaction_id"]
     if run is None:
+        customers, terminals = frame["customer_id"].unique(), frame["terminal_id"].unique()
         hist = labels.history(session, since, first, customers, terminals)
         known = labels.history_labels(
             session, since, first, customers, terminals, ids, known_before=last
