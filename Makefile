@@ -15,6 +15,12 @@ demo: install ## simulate a few days and run the whole loop; prints a summary an
 	$(UV) run fraudloop demo
 
 test: install ## the whole suite: unit, data, model, integration (real Label Studio, MLflow, Prefect, PostgreSQL)
+	@# the browser test drives Debian's Chromium (a Playwright browser download does not work here):
+	@# installed with apt when run as root, else the run ends naming the skip and the command
+	@test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+		{ echo "installing Debian's chromium for the browser test (apt-get)" && apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "could not install chromium: the browser test will be skipped"
 	$(UV) run pytest -q
 
 test-fast: install ## without the integration tests
@@ -23,7 +29,8 @@ test-fast: install ## without the integration tests
 lint: install ## ruff (lint + format) and mypy
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run mypy fraudloop models labeling monitoring flows api
+	$(UV) run mypy fraudloop models labeling monitoring pipeline flows api cli simulation benchmarks
+	$(UV) run lint-imports
 
 up: install
 	$(UV) run fraudloop up

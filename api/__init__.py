@@ -1,0 +1,1 @@
+"""The online API (FastAPI): scoring, decision reads by role, Label Studio webhooks."""

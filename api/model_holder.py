@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fraudloop.process import tune_for_scoring
 from fraudloop.settings import Settings
 from models.registry import CHAMPION, alias_version
 from models.scoring import ScoringModel, load_model
@@ -87,10 +88,17 @@ class ModelHolder:
 
 
 def champion_holder(settings: Settings) -> ModelHolder:
-    """The registry's `champion`, checked every `settings.model_refresh_seconds`."""
+    """The registry's `champion`, checked every `settings.model_refresh_seconds`; the worker is
+    tuned for scoring once a model is loaded."""
     uri, name = settings.tracking_uri, settings.model_name
+
+    def load() -> ScoringModel:
+        model = load_model(uri, name, CHAMPION)
+        tune_for_scoring()
+        return model
+
     return ModelHolder(
-        load=lambda: load_model(uri, name, CHAMPION),
+        load=load,
         alias_version=lambda: alias_version(name, CHAMPION, tracking_uri=uri),
         refresh_seconds=settings.model_refresh_seconds,
     )

@@ -1,4 +1,4 @@
-"""`POST /v1/score` and decision reads: the online face of `models.serving.decide`.
+"""`POST /v1/score` and decision reads: the online face of `pipeline.decide.decide`.
 
 A transaction id is scored once: a retry (same id, same transaction) returns the stored
 decision, marked `replayed`; the same id with a different amount or time is a 409. Bad input is
@@ -6,7 +6,7 @@ a 4xx naming the record, the field and the problem, and the bad records go to qu
 """
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal, NoReturn
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, Response, status
@@ -15,12 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import Permission, Principal, require
+from fraudloop.clock import utcnow
 from fraudloop.decisions import quarantine
 from fraudloop.policy import Policy, Route
 from fraudloop.schema import ID_LENGTH, Rejection, Transaction, transactions_frame, validate_record
 from fraudloop.storage import AuditEvent, Decision, open_session, writing
 from models.scoring import ScoringModel
-from models.serving import decide
+from pipeline.decide import decide
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
 
@@ -124,7 +125,7 @@ def _decide(
 ) -> dict[str, ScoredTransaction]:
     """Answers from the decisions just built; re-read only if a concurrent writer stored some
     of the same ids first (then the stored decision is the answer, as for any retry)."""
-    done = decide(session, transactions_frame(fresh), model, policy, _now())
+    done = decide(session, transactions_frame(fresh), model, policy, utcnow())
     if done.new == len(fresh):
         return {d["transaction_id"]: _answer(d, replayed=False) for d in done.decisions}
     stored = _stored(session, [t.transaction_id for t in fresh])
@@ -203,16 +204,17 @@ def _validated(url: str, records: list[dict[str, Any]]) -> list[Transaction]:
     rejected = [(i, r) for i, r in enumerate(results) if isinstance(r, Rejection)]
     if rejected:
         with writing(url) as session:
-            quarantine(session, [_storable(r) for _, r in rejected], _now())
+            quarantine(session, [r for _, r in rejected], utcnow())
         _unprocessable(
             [
                 {
                     "index": i,
                     "transaction_id": r.transaction_id,
-                    "field": r.field,
-                    "problem": r.problem,
+                    "field": e.field,
+                    "problem": e.problem,
                 }
                 for i, r in rejected
+                for e in r.errors
             ]
         )
     valid = [r for r in results if isinstance(r, Transaction)]
@@ -230,17 +232,6 @@ def _validated(url: str, records: list[dict[str, Any]]) -> list[Transaction]:
             ]
         )
     return valid
-
-
-def _storable(rejection: Rejection) -> Rejection:
-    """Quarantine columns are as wide as the store's ids; the full record is kept beside them."""
-    tx_id = rejection.transaction_id
-    return rejection.model_copy(
-        update={
-            "transaction_id": tx_id[:ID_LENGTH] if tx_id else None,
-            "field": rejection.field[:ID_LENGTH],
-        }
-    )
 
 
 def _stored(session: Session, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -284,7 +275,3 @@ def _answer(decision: Mapping[str, Any], replayed: bool) -> ScoredTransaction:
 
 def _unprocessable(problems: list[dict[str, Any]]) -> NoReturn:
     raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=problems)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)

@@ -1,31 +1,34 @@
 """Label Studio webhooks: a reviewer's answer reaches the decision store within a second.
 
 Label Studio calls this inside the reviewer's own request (1 s timeout, no retry, no signature),
-so the handler checks the shared secret, applies the answer through the same path as the
-reconciliation pass (`labeling.reconcile.apply_annotation`: idempotent, validated, audited) and
-answers at once; telling Label Studio about a returned or closed task happens after the response.
-A webhook that never arrives is picked up by `fraudloop sync`.
+so the handler checks the shared secret (refusing to work at all with a missing or default one),
+reads the named annotation back from Label Studio (the payload is a hint, never the truth),
+applies it through the same path as the reconciliation pass (`labeling.reconcile.apply_annotation`:
+idempotent, validated, audited) and answers at once; telling Label Studio about a returned or
+closed task happens after the response. A webhook that never arrives is picked up by
+`fraudloop sync`.
 """
 
 import hmac
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Request
 from sqlalchemy import select
 
+from fraudloop import credentials
+from fraudloop.clock import utcnow
 from fraudloop.errors import ServiceUnavailable
 from fraudloop.policy import Policy, load_policy
 from fraudloop.settings import Settings
 from fraudloop.storage import Reviewer, migrate, open_session
-from labeling.client import LabelStudioClient, connect
+from labeling.client import LabelStudioClient, LabelStudioError, connect
 from labeling.escalation import push_patches
 from labeling.reconcile import apply_annotation
 from labeling.sync import user_emails
-from labeling.webhook import author_id, payload_record
+from labeling.webhook import answer_record, author_id, hinted_annotation, reread
 
 router = APIRouter(tags=["labeling"])
 _COMMIT_GRACE_SECONDS = 2.0
@@ -69,20 +72,39 @@ def labelstudio_webhook(
     background: BackgroundTasks,
     x_fraudloop_secret: Annotated[str | None, Header()] = None,
 ) -> dict[str, str]:
-    """Apply the annotation a Label Studio webhook carries; repeating a delivery changes nothing."""
+    """Apply the annotation a Label Studio webhook names; repeating a delivery changes nothing."""
     ctx = _context(request)
-    expected = ctx.settings.webhook_secret.encode()
-    if not hmac.compare_digest((x_fraudloop_secret or "").encode(), expected):
-        raise HTTPException(status_code=401, detail="missing or wrong X-Fraudloop-Secret header")
-    now = datetime.now(UTC).replace(tzinfo=None)
+    _check_secret(ctx.settings.webhook_secret, x_fraudloop_secret)
+    annotation_id = hinted_annotation(payload)
+    if annotation_id is None:
+        return {"outcome": "ignored"}
+    try:
+        found = reread(ctx.client, annotation_id)
+    except ServiceUnavailable as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "30"}) from exc
+    except LabelStudioError as exc:
+        raise HTTPException(502, f"reading annotation {annotation_id} back failed: {exc}") from exc
+    if found is None:  # made up, or deleted since: the reconciliation pass has the real ones
+        return {"outcome": "unknown_annotation"}
+    task, annotation = found
+    now = utcnow()
     with open_session(ctx.db_url) as session, session.begin():
-        record = payload_record(payload, _emails(ctx, session, author_id(payload)))
+        record = answer_record(task, annotation, _emails(ctx, session, author_id(annotation)))
         if record is None:
             return {"outcome": "ignored"}
         outcome = apply_annotation(session, record, now, ctx.policy)
     if outcome in ("invalid", "returned", "annotated", "escalated"):
         background.add_task(_mirror, ctx)
     return {"outcome": outcome, "case_id": record.case_id}
+
+
+def _check_secret(expected: str, given: str | None) -> None:
+    """503 while the install has no real secret (nothing can be trusted), 401 for a wrong one."""
+    problem = credentials.problem("webhook_secret", expected)
+    if problem is not None:
+        raise HTTPException(503, f"webhooks are refused: {problem}; run `fraudloop up`")
+    if not hmac.compare_digest((given or "").encode(), expected.encode()):
+        raise HTTPException(401, "missing or wrong X-Fraudloop-Secret header")
 
 
 def _emails(ctx: _Context, session: Any, user_id: int | None) -> dict[int, str]:

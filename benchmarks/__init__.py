@@ -1,1 +1,1 @@
-"""Speed benchmarks (not tests): run through `fraudloop bench …`, results in RESULTS.md."""
+"""Benchmarks (not tests) and the handbook protocol: `fraudloop bench …`, figures in RESULTS.md."""

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
+from fraudloop.process import tune_for_scoring
 from models import registry
+from models.config import packaged_model_config
 from models.scoring import ScoringModel, load_model
-from models.train import TrainParams, train_model
+from models.train import train_model
 from models.training_set import build_training_frame
+from simulation.world import SimulationConfig, chargeback_labels, simulate
 
 NAME = "fraud-detector"
 TRUTH = ["is_fraud", "fraud_scenario"]
@@ -31,17 +33,28 @@ def make_world(customers: int = 2_000, days: int = 20, seed: int = 7) -> World:
 
 
 def champion(world: World, home: Path) -> ScoringModel:
-    """A production-sized model (100 trees, depth 6) registered and loaded back through MLflow."""
+    """The served model (the packaged model config) registered and loaded back through MLflow."""
     uri = f"sqlite:///{home / 'mlflow.db'}"
+    config = packaged_model_config()
     tx = world.base
     as_of = tx["tx_datetime"].max().normalize()
-    frame = build_training_frame(tx, chargeback_labels(tx, 7), as_of, world.days - 1)
-    model = train_model(frame.X, frame.y, TrainParams())
+    labels = chargeback_labels(tx, config.features.delay_days)
+    frame = build_training_frame(tx, labels, as_of, world.days - 1, config.features)
+    model = train_model(frame.X, frame.y, config.training)
     version = registry.log_and_register(
-        model, frame.X, {}, {}, {"end": str(as_of)}, tracking_uri=uri, model_name=NAME
+        model,
+        frame.X,
+        {},
+        config.as_params(),
+        {"end": str(as_of)},
+        tracking_uri=uri,
+        model_name=NAME,
+        config=config,
     )
     registry.set_alias(NAME, registry.CHAMPION, version, tracking_uri=uri)
-    return load_model(uri, NAME)
+    served = load_model(uri, NAME)
+    tune_for_scoring()  # as the scoring flow and API workers are
+    return served
 
 
 def workload(world: World, rows: int, chunk: int, run_id: str) -> Iterator[list[dict]]:

@@ -19,24 +19,31 @@ model feature.
 
 import argparse
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fraudloop.simulator import load_handbook
+from benchmarks.handbook import CP_K, Window, test_rows
 from models.evaluate import card_precision_top_k
-from models.handbook import CP_K, Window, test_rows
+from simulation.world import load_handbook
 
-DATA = "/work/shared/data/handbook-2018-04-01_2018-08-31.parquet"
+# the shared data set beside the repo (../shared/data), as the README's `bench handbook` reads it
+DATA = Path(__file__).resolve().parents[2] / "shared/data/handbook-2018-04-01_2018-08-31.parquet"
 TERMINAL_COMPROMISE_DAYS = 28  # the simulator's scenario 2 duration
+COMPROMISED_TERMINAL = 2  # its `fraud_scenario` (docs/DESIGN.md, data contracts)
 
 
 def revealable(tx: pd.DataFrame, test: pd.DataFrame, delay_days: int) -> np.ndarray:
     """Per test row: a fraud the protocol's information could reveal at its time."""
     fraud, scenario = test["is_fraud"].to_numpy() == 1, test["fraud_scenario"].to_numpy()
-    seen = fraud & (scenario != 2)
-    terminal_frauds = tx.loc[tx["fraud_scenario"] == 2, ["terminal_id", "tx_datetime"]]
-    queries = test.loc[fraud & (scenario == 2), ["terminal_id", "tx_datetime"]].copy()
+    seen = fraud & (scenario != COMPROMISED_TERMINAL)
+    terminal_frauds = tx.loc[
+        tx["fraud_scenario"] == COMPROMISED_TERMINAL, ["terminal_id", "tx_datetime"]
+    ]
+    queries = test.loc[
+        fraud & (scenario == COMPROMISED_TERMINAL), ["terminal_id", "tx_datetime"]
+    ].copy()
     queries["known_until"] = queries["tx_datetime"] - timedelta(days=delay_days)
     latest_known = pd.merge_asof(
         queries.reset_index().sort_values("known_until"),
@@ -70,10 +77,14 @@ def ceilings(tx: pd.DataFrame, w: Window) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=DATA)
+    parser.add_argument(
+        "--data", type=Path, default=DATA, help="the handbook parquet (default: ../shared/data)"
+    )
     parser.add_argument("--train-start", default="2018-07-25")
     parser.add_argument("--shifts", type=int, nargs="*", default=[0])
     args = parser.parse_args()
+    if not args.data.exists():
+        parser.error(f"{args.data} is missing: pass --data PATH (the handbook parquet)")
     tx = load_handbook(args.data)
     base = Window(datetime.strptime(args.train_start, "%Y-%m-%d"))
     for shift in args.shifts:

@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from fraudloop import decisions
-from fraudloop.decisions import ModelInfo
 from fraudloop.policy import QUEUES, load_policy
 from fraudloop.settings import PACKAGE_DIR, Settings
 from fraudloop.storage import AuditEvent, ReviewTask, make_engine, migrate
@@ -35,13 +34,16 @@ from labeling.client import LabelStudioClient, connect
 from labeling.outbox import deliver_pending
 from labeling.projects import ensure_projects
 from labeling.reconcile import sync_reviews
-from labeling.reviewer_sim import ui_result
+from labeling.review.cases import review_cases
 from labeling.reviewers import add_reviewer
 from labeling.tasks import build_task
 from labeling.webhook import ensure_webhooks
+from pipeline.route import ModelInfo, build_decisions
+from simulation.reviewers import ui_result
 
 NOW = datetime(2026, 3, 1, 12, 0)
 POLICY = load_policy(PACKAGE_DIR / "policy.yaml")
+AUDIT_WAIT_SECONDS = 10  # a webhook whose audit event has not appeared by then failed
 
 
 def _decisions(url: str, n: int, prefix: str) -> None:
@@ -56,7 +58,7 @@ def _decisions(url: str, n: int, prefix: str) -> None:
     )
     reasons = [{"feature": "amount", "value": 1.0, "contribution": 0.4, "text": "big amount"}] * 3
     scored = pd.DataFrame({"score": [0.8] * n, "confidence": [0.8] * n, "reasons": [reasons] * n})
-    batch = decisions.build_decisions(tx, scored, POLICY, ModelInfo("m", "1"), NOW)
+    batch = build_decisions(tx, scored, POLICY, ModelInfo("m", "1"), NOW)
     with Session(make_engine(url)) as s, s.begin():
         decisions.save(s, batch)
 
@@ -102,7 +104,14 @@ def _deliver_and_sync(
     t0 = time.perf_counter()
     with Session(make_engine(store)) as s, s.begin():
         delivered = deliver_pending(
-            s, client, queues, micro_batch, NOW, similar_k=5, similar_pool=5000
+            s,
+            client,
+            queues,
+            micro_batch,
+            NOW,
+            similar_k=5,
+            similar_pool=5000,
+            similar_weights=POLICY.escalation.similar_weights,
         ).delivered
     out["deliver_seconds"] = round(time.perf_counter() - t0, 1)
     out["delivered"] = delivered
@@ -110,7 +119,7 @@ def _deliver_and_sync(
     # the answers: a project holding the same cases, each with an annotation
     answers = ensure_projects(client, ["async_review"], f"bench-{tag}-answers")["async_review"]
     with Session(make_engine(store)) as s:
-        cases = decisions.review_cases(s, list(s.scalars(select(ReviewTask))))
+        cases = review_cases(s, list(s.scalars(select(ReviewTask))))
     tasks = [
         {**build_task(c), "annotations": [{"result": ui_result("reject", "reject")}]} for c in cases
     ]
@@ -179,8 +188,8 @@ def _webhook_latency(
                 )
             if found is not None:
                 break
-            if time.perf_counter() - t0 > 10:
-                raise SystemExit(f"no audit event for {tx_id} after 10 s")
+            if time.perf_counter() - t0 > AUDIT_WAIT_SECONDS:
+                raise SystemExit(f"no audit event for {tx_id} after {AUDIT_WAIT_SECONDS} s")
             time.sleep(0.005)
         latencies.append(time.perf_counter() - t0)
     server.should_exit = True

@@ -1,6 +1,6 @@
 """End-to-end batch scoring against bare XGBoost on the same rows, in the same process.
 
-End to end is `models.serving.score_batch` per chunk, each chunk one transaction and all of
+End to end is `pipeline.decide.score_batch` per chunk, each chunk one transaction and all of
 them one `RunHistory`, as the scoring flow scores a long window: validate, features from the
 stored history, champion (calibrated probability + exact TreeSHAP top-3),
 route, persist transactions, decisions, review outbox and hash-chained audit events. Bare is
@@ -24,7 +24,8 @@ from fraudloop.policy import Policy
 from fraudloop.storage import engine_for, migrate, open_session
 from models.features import compute_features
 from models.scoring import ScoringModel
-from models.serving import RunHistory, feature_config, score_batch
+from pipeline.decide import score_batch
+from pipeline.features import RunHistory, feature_config
 
 BARE_ROWS_MAX = 100_000  # a rate: sampling more rows only takes longer
 

@@ -17,7 +17,7 @@ from flows.sync import sync_flow
 from fraudloop.policy import Policy
 
 
-def deployments(policy: Policy, chargeback_source: Path) -> list[RunnerDeployment]:
+def deployments(policy: Policy, chargeback_feed: Path) -> list[RunnerDeployment]:
     """Label sync, SLA sweep, chargeback intake, retraining and the QA report, each on its schedule."""
     s = policy.schedules
     made = [
@@ -28,7 +28,7 @@ def deployments(policy: Policy, chargeback_source: Path) -> list[RunnerDeploymen
         chargeback_flow.to_deployment(
             name="chargebacks",
             cron=s.chargebacks_cron,
-            parameters={"source": str(chargeback_source)},
+            parameters={"feed_path": str(chargeback_feed)},
         ),
         retrain_flow.to_deployment(name="retrain", cron=s.retrain_cron),
         monitor_flow.to_deployment(name="qa-report", cron=s.report_cron),

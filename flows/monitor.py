@@ -1,41 +1,34 @@
 """Drift (Evidently), overrides, SLAs and alerts over recent decisions, written as the QA report."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import Runtime, runtime
-from fraudloop import audit, decisions, labels
+from fraudloop import decisions
+from fraudloop.alerts import LogSink
 from fraudloop.storage import AuditEvent, count_by, open_session
-from models.features import FEATURE_COLUMNS, FeatureConfig, compute_features
+from models.features import FEATURE_COLUMNS
 from models.registry import registry_summary
 from models.scoring import load_model
-from monitoring.alerts import LogSink
+from monitoring.alerting import raise_alerts
 from monitoring.drift import DriftSummary, drift_report
-from monitoring.metrics import alert_inputs, compute_metrics, evaluate_alerts
+from monitoring.metrics import period_review
 from monitoring.report import ReportSummary, build_report
-
-
-def window_features(rt: Runtime, start: datetime, end: datetime) -> pd.DataFrame:
-    """Features of the stored transactions in [start, end), computed as scoring computed them."""
-    cfg = FeatureConfig(delay_days=rt.policy.learning.chargeback_delay_days)
-    with open_session(rt.db_url) as s:
-        hist = labels.history(s, since=start - timedelta(days=cfg.history_days), until=end)
-        known = labels.labels(s, known_before=end)
-    window = hist[hist["tx_datetime"] >= start]
-    return compute_features(hist[hist["tx_datetime"] < start], window, known, cfg)
+from pipeline.features import feature_config, window_features
 
 
 @task(cache_policy=NO_CACHE)
 def drift(rt: Runtime, as_of: datetime, out_dir: Path) -> DriftSummary:
     m = rt.policy.monitoring
     split = as_of - timedelta(days=m.current_days)
-    reference = window_features(rt, split - timedelta(days=m.reference_days), split)
-    current = window_features(rt, split, as_of)
+    cfg = feature_config(rt.policy)
+    with open_session(rt.db_url) as s:
+        reference = window_features(s, split - timedelta(days=m.reference_days), split, cfg)
+        current = window_features(s, split, as_of, cfg)
     model = load_model(rt.settings.tracking_uri, rt.settings.model_name, "champion")
     reference["score"] = model.predict(reference[FEATURE_COLUMNS])["score"].to_numpy()
     current["score"] = model.predict(current[FEATURE_COLUMNS])["score"].to_numpy()
@@ -52,30 +45,8 @@ def qa_report(
     policy = rt.policy
     start = as_of - timedelta(days=policy.monitoring.current_days)
     with open_session(rt.db_url) as s, s.begin():
-        frame = decisions.monitoring_frame(s)
-        current = frame[frame["decided_at"] >= start]
-        baseline = frame[frame["decided_at"] < start]["confidence"].mean()
-        metrics = compute_metrics(current, policy, as_of)
-        alerts = evaluate_alerts(
-            alert_inputs(current, policy, as_of, None if pd.isna(baseline) else float(baseline)),
-            policy.alerts,
-        )
-        sink = LogSink()
-        for alert in alerts:
-            sink.send(alert)
-        audit.append(
-            s,
-            [
-                audit.event(
-                    f"alert:{a.rule}:{a.scope}:{as_of.isoformat()}",
-                    "alert",
-                    "monitor",
-                    as_of,
-                    message=a.message,
-                )
-                for a in alerts
-            ],
-        )
+        metrics, alerts = period_review(decisions.monitoring_frame(s), policy, as_of)
+        raise_alerts(s, alerts, LogSink(), as_of)
     registry = registry_summary(rt.settings.model_name, tracking_uri=rt.settings.tracking_uri)
     with open_session(rt.db_url) as s:
         promoted = count_by(s, AuditEvent.event_type).get("promotion", 0)
@@ -89,7 +60,7 @@ def qa_report(
 def monitor_flow(as_of: datetime | None = None) -> dict[str, Any]:
     """The scheduled drift + QA report; returns where they are and what drifted."""
     rt = runtime()
-    as_of = as_of or datetime.now(UTC).replace(tzinfo=None)
+    as_of = as_of or rt.clock()
     out_dir = rt.settings.reports_dir
     try:
         drift_summary = drift(rt, as_of, out_dir)

@@ -9,18 +9,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import Runtime, runtime
+from flows.tasks import champion, deliver_reviews
+from fraudloop.feed import read_window
 from fraudloop.storage import open_session
-from fraudloop.stream import inject_malformed as corrupt
-from fraudloop.stream import read_window
-from labeling.outbox import DeliveryResult, deliver_by_policy
-from models.scoring import ScoringModel, load_model
-from models.serving import BatchResult, RunHistory, score_batch
-
-
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
-def champion(rt: Runtime) -> ScoringModel:
-    s = rt.settings
-    return load_model(s.tracking_uri, s.model_name, "champion")
+from models.scoring import ScoringModel
+from pipeline.decide import BatchResult, score_batch
+from pipeline.features import RunHistory
 
 
 @task(cache_policy=NO_CACHE)
@@ -39,36 +33,14 @@ def decide(
     return BatchResult.total(results)
 
 
-@task(cache_policy=NO_CACHE)
-def deliver_reviews(rt: Runtime, now: datetime) -> DeliveryResult:
-    """Outbox to Label Studio; if it is down the cases stay pending and a later run delivers them."""
-    try:
-        client = rt.labelstudio()
-        projects = rt.projects(client)
-    except Exception as exc:  # any outage leaves the outbox for the next run
-        get_run_logger().warning("Label Studio unavailable, reviews stay in the outbox: %s", exc)
-        return DeliveryResult(error=str(exc))
-    with open_session(rt.db_url) as s, s.begin():
-        return deliver_by_policy(s, client, projects, rt.policy, now)
-
-
 @flow(name="score-batch")
 def score_flow(
-    source: Path,
-    start: datetime,
-    end: datetime,
-    now: datetime | None = None,
-    inject_malformed: int = 0,
+    source: Path, start: datetime, end: datetime, now: datetime | None = None
 ) -> dict[str, Any]:
-    """Score the transactions of [start, end) from a source file.
-
-    `inject_malformed` adds that many corrupted copies (demo and tests: the quarantine path).
-    """
+    """Score the transactions of [start, end) from a source file (parquet, or a JSONL drop)."""
     rt = runtime()
     now = now or end
-    records = corrupt(
-        read_window(source, start, end), inject_malformed, seed=int(start.timestamp())
-    )
+    records = read_window(source, start, end)
     try:
         model = champion(rt)
     except Exception as exc:  # registry down or no champion: decisions go on under fallback rules

@@ -1,18 +1,18 @@
 """SLA sweep: overdue Tier 1 cases to Tier 2, Tier 3 paged, priorities aged, Label Studio told."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import Runtime, runtime
+from fraudloop.alerts import AlertSink, LogSink, WebhookSink
 from fraudloop.storage import open_session
-from fraudloop.tiers import SweepResult, sweep
 from labeling.escalation import PatchResult, push_patches
 from labeling.outbox import DeliveryResult, deliver_by_policy
-from monitoring.alerts import AlertSink, LogSink, WebhookSink
-from monitoring.paging import send_pages
+from labeling.review.paging import send_pages
+from labeling.review.sla import SweepResult, sweep
 
 
 @task(cache_policy=NO_CACHE)
@@ -46,7 +46,7 @@ def mirror(rt: Runtime, now: datetime) -> tuple[DeliveryResult, PatchResult]:
 def sla_sweep_flow(now: datetime | None = None, page_url: str | None = None) -> dict[str, Any]:
     """Run every few minutes; `page_url` posts Tier 3 pages to a paging webhook (else the log)."""
     rt = runtime()
-    now = now or datetime.now(UTC).replace(tzinfo=None)
+    now = now or rt.clock()
     result = escalate_overdue(rt, now)
     paged = page_tier3(rt, result, WebhookSink(page_url) if page_url else LogSink(), now)
     delivered, patched = mirror(rt, now)

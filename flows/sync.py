@@ -1,14 +1,14 @@
 """Pull reviewer annotations back from Label Studio; first deliver any review work still waiting."""
 
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import Runtime, runtime
-from flows.score import deliver_reviews
+from flows.tasks import deliver_reviews
 from fraudloop.storage import open_session
 from labeling.escalation import push_patches
 from labeling.reconcile import SyncResult, sync_reviews
@@ -29,7 +29,7 @@ def reconcile(rt: Runtime, now: datetime) -> SyncResult:
 def sync_flow(now: datetime | None = None) -> dict[str, Any]:
     """Outbox delivery (cases kept while Label Studio was down), then a full reconciliation pass."""
     rt = runtime()
-    now = now or datetime.now(UTC).replace(tzinfo=None)
+    now = now or rt.clock()
     delivery = deliver_reviews(rt, now)
     return {
         **asdict(reconcile(rt, now)),

@@ -1,0 +1,1 @@
+"""Core: settings, errors, clock, schema, redaction, policy and router, the store, audit."""

@@ -16,7 +16,9 @@ from sqlalchemy import Column, DateTime, Table
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
-COPY_MIN_ROWS = 500  # PostgreSQL batches this big go in by COPY: its scratch table costs ~2 ms
+COPY_MIN_ROWS = (
+    500  # PostgreSQL batches this big go in by COPY (its scratch table has a fixed cost)
+)
 _SCRATCH = "_fraudloop_bulk"
 
 

@@ -29,15 +29,15 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
-_NUMPY_MAX = 10  # below this many values numpy converts faster: pandas takes ~10 µs to start
+_NUMPY_MAX = 10  # below this many values numpy converts faster: pandas is slow to start
 
 
 def datetime_array(values: Sequence[datetime | str | None]) -> np.ndarray:
     """Naive datetimes, or ISO text of them (SQLite's), as `datetime64[ns]`; None is NaT.
 
-    numpy reads text fast, but converts `datetime` objects one by one (~0.9 µs each: 43 ms for
-    the 50,000 history rows of a 10,000-row batch); pandas converts those in C (4 ms) once it
-    has started (~10 µs: a one-row request stays on numpy)."""
+    numpy reads text fast, but converts `datetime` objects one by one; pandas converts those in
+    C once it has started, which costs more than a one-row request's few values (they stay on
+    numpy)."""
     if len(values) < _NUMPY_MAX or isinstance(values[0], str):
         return np.array(values, dtype="datetime64[ns]")
     return pd.DatetimeIndex(values).to_numpy("datetime64[ns]")

@@ -1,13 +1,14 @@
 """The versioned decision policy (YAML -> pydantic) and the router that applies it."""
 
+import math
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fraudloop.errors import FraudloopError
+from fraudloop.yaml_config import load_yaml
 
 
 class Route(StrEnum):
@@ -71,6 +72,14 @@ class Queue(_Strict):
     description: str
 
 
+class SimilarWeights(_Strict):
+    """How much nearer a past case is for sharing the customer or the terminal, in standard
+    deviations of the numeric features (`labeling.review.similar`)."""
+
+    same_customer: float = Field(ge=0)
+    same_terminal: float = Field(ge=0)
+
+
 class Escalation(_Strict):
     page_on_tier2_breach: bool
     page_on_senior_escalation: bool
@@ -78,6 +87,7 @@ class Escalation(_Strict):
     age_boost_per_hour: float = Field(ge=0)
     similar_cases: int = Field(ge=0)
     similar_pool: int = Field(gt=0)
+    similar_weights: SimilarWeights
 
 
 class Fallback(_Strict):
@@ -177,20 +187,7 @@ class Policy(_Strict):
 
 def load_policy(path: Path) -> Policy:
     """Read and validate a policy file; errors name the field and the problem."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError as exc:
-        raise FraudloopError(f"policy file {path} not found") from exc
-    except yaml.YAMLError as exc:
-        raise FraudloopError(f"policy file {path} is not valid YAML: {exc}") from exc
-    try:
-        return Policy.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise FraudloopError(f"policy file {path} is invalid: {problems}") from exc
+    return load_yaml(path, Policy, "policy file")
 
 
 def route(score: float, confidence: float, policy: Policy) -> Route:
@@ -232,6 +229,19 @@ def recommendation(route_: Route) -> str:
 
 def is_high_impact(amount: float, policy: Policy) -> bool:
     return amount > policy.high_impact.amount_above
+
+
+def queue_priority(
+    score: float | None,
+    amount: float,
+    waiting: timedelta = timedelta(0),
+    boost_per_hour: float = 0.0,
+) -> float:
+    """A review case's place in its queue: expected impact (score x amount; no score, as under
+    the fallback rules, counts as certain fraud), grown by whole hours waiting, so queues are
+    worked by what is at stake, old cases rise, and a rank changes at most hourly."""
+    hours = max(0, math.floor(waiting.total_seconds() / 3600))
+    return round((1.0 if score is None else score) * amount * (1 + boost_per_hour * hours), 4)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from fraudloop.frames import datetime_array
+from fraudloop.redaction import looks_sensitive
 
 TRANSACTION_COLUMNS = [
     "transaction_id",
@@ -47,6 +48,20 @@ class Transaction(BaseModel):
     email: StrictStr | None = None
     ip_address: StrictStr | None = None
 
+    @field_validator("transaction_id", "customer_id", "terminal_id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        """Ids are stored and shown unredacted: blank ones or ones that look like personal data
+        (a card number as customer id, an e-mail as terminal id) are refused here, before they
+        reach a reviewer or stall the review outbox."""
+        if not value.strip():
+            raise ValueError("must not be blank")
+        if looks_sensitive(value):
+            raise ValueError(
+                "looks like a card number, e-mail or IP address; ids must not carry personal data"
+            )
+        return value
+
     @field_validator("tx_datetime")
     @classmethod
     def _naive_utc(cls, value: datetime) -> datetime:
@@ -58,29 +73,42 @@ class Transaction(BaseModel):
         return value
 
 
+class FieldError(BaseModel):
+    field: str
+    problem: str
+
+
 class Rejection(BaseModel):
-    """Why a record was quarantined: the field and the problem, plus the record itself."""
+    """Why a record was quarantined: every field and its problem (`field` and `problem` are the
+    first of them), plus the record itself."""
 
     transaction_id: str | None
     field: str
     problem: str
     record: dict[str, Any]
+    errors: list[FieldError] = []
 
 
 def validate_record(record: Mapping[str, Any]) -> Transaction | Rejection:
     try:
         return Transaction.model_validate(dict(record))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "<record>"
-        problem = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        errors = [_field_error(e) for e in exc.errors()]
         tx_id = record.get("transaction_id")
         return Rejection(
             transaction_id=str(tx_id) if tx_id is not None else None,
-            field=field,
-            problem=problem,
+            field=errors[0].field,
+            problem=errors[0].problem,
             record=dict(record),
+            errors=errors,
         )
+
+
+def _field_error(error: Any) -> FieldError:
+    field = ".".join(str(p) for p in error["loc"]) or "<record>"
+    if error["type"] == "extra_forbidden":
+        return FieldError(field=field, problem="unknown field")
+    return FieldError(field=field, problem=str(error["msg"]).removeprefix("Value error, "))
 
 
 def validate_batch(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, list[Rejection]]:

@@ -5,8 +5,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fraudloop import credentials
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -30,18 +32,16 @@ class Settings(BaseSettings):
     model_name: str = "fraud-detector"
     policy_file: Path = PACKAGE_DIR / "policy.yaml"
     labelstudio_url: str = "http://127.0.0.1:8089"
-    labelstudio_token: str = "f7a1c0de5eed0a11ce0ffee0fab1ed0c0ffee123"
+    # secrets: no defaults; from the environment or `<home>/credentials.json` (`fraudloop up`)
+    labelstudio_token: str = Field("", description="Label Studio API token (40 hex)")
     labelstudio_username: str = "admin@fraudloop.local"
-    labelstudio_password: str = "fraudloop-admin"
+    labelstudio_password: str = Field("", description="Label Studio admin password")
     labelstudio_project_prefix: str = Field("fraudloop", description="Title prefix of the queues")
     webhook_url: str | None = Field(
         None, description="Where Label Studio posts annotations (fraudloop's API); None: sync only"
     )
-    webhook_secret: str = Field(
-        "change-me-webhook-secret", description="Shared secret Label Studio sends with webhooks"
-    )
+    webhook_secret: str = Field("", description="Shared secret Label Studio sends with webhooks")
     labelstudio_venv: Path = Path(".services/labelstudio-venv")
-    seed: int = 7
     api_keys: list[ApiKey] = Field([], description="JSON list of {name, role, sha256}")
     api_keys_file: Path | None = Field(None, description="JSON file with the same list")
     api_max_batch: int = Field(1000, gt=0, description="Transactions per POST /v1/score")
@@ -51,6 +51,22 @@ class Settings(BaseSettings):
     model_refresh_seconds: float = Field(
         30.0, gt=0, description="How often the API checks where the champion alias points"
     )
+
+    @model_validator(mode="after")
+    def _installed_secrets(self) -> "Settings":
+        """Secrets the environment left unset come from this install's credentials file."""
+        stored = credentials.read(self.home)
+        for name in credentials.FIELDS:
+            if not getattr(self, name) and stored.get(name):
+                setattr(self, name, stored[name])
+        return self
+
+    def secrets(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in credentials.FIELDS}
+
+    def require_secrets(self) -> None:
+        """For what serves or starts services (`serve`, `up`, `doctor`): no default secrets."""
+        credentials.require(self.secrets(), self.home)
 
     @property
     def database_url(self) -> str:
@@ -84,22 +100,3 @@ class Settings(BaseSettings):
 @cache
 def get_settings() -> Settings:
     return Settings()
-
-
-PROCESS_DEFAULTS = {
-    # no usage data leaves the machine (MLflow and Prefect report by default)
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-    # the ephemeral Prefect server needs more than its default 20 s on a busy 2-core machine
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-}
-
-
-def apply_process_defaults() -> None:
-    """Set the third-party switches above unless the environment already chose."""
-    import os
-
-    for key, value in PROCESS_DEFAULTS.items():
-        os.environ.setdefault(key, value)

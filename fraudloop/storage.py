@@ -4,6 +4,7 @@ SQLAlchemy 2 on SQLite by default and PostgreSQL in production; the schema is ow
 (`fraudloop/migrations`). Every write is idempotent: a retry never creates a second row.
 """
 
+import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -106,14 +107,15 @@ class ReviewTask(Base):
     ls_project_id: Mapped[int | None] = mapped_column(Integer)
     ls_task_id: Mapped[int | None] = mapped_column(Integer)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
-    # review tiers (fraudloop.tiers): origin, who decided how, why it left its queue, and the
-    # change Label Studio still has to be told about (None when in step)
+    # review tiers (labeling.review): origin, who decided how, why it left its queue (typed code
+    # and text), and the change Label Studio still has to be told about (None when in step)
     parent_case_id: Mapped[str | None] = mapped_column(String(96))
     decision: Mapped[str | None] = mapped_column(String(32))
     reviewer: Mapped[str | None] = mapped_column(String(128))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
     annotation_id: Mapped[int | None] = mapped_column(Integer)
     status_reason: Mapped[str | None] = mapped_column(Text)
+    exit_code: Mapped[str | None] = mapped_column(String(32))
     ls_patch: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     __table_args__ = (Index("ix_review_tasks_queue_status", "queue", "status"),)
 
@@ -197,9 +199,13 @@ def json_text(value: Any) -> str:
     """JSON columns as stored: orjson (C) instead of `json.dumps`, the batch path's hot spot.
 
     NaN becomes null (valid JSON on both databases); numpy scalars, datetimes and int keys are
-    written as `json.dumps` with a default would write them.
+    written as `json.dumps` with a default would write them. What orjson refuses that JSON can
+    hold (an integer beyond 64 bits, as a quarantined record may carry) goes through `json`.
     """
-    return orjson.dumps(value, default=json_default, option=_ORJSON_OPTIONS).decode()
+    try:
+        return orjson.dumps(value, default=json_default, option=_ORJSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=json_default, allow_nan=False)
 
 
 def make_engine(url: str) -> Engine:
@@ -212,9 +218,8 @@ def make_engine(url: str) -> Engine:
 
 
 def _sqlite_wal(dbapi_connection: Any, _: Any) -> None:
-    """Write-ahead log: one fsync per commit instead of the rollback journal's several (a
-    one-row decision commit went from ~18 ms to ~4 ms here), and readers (reports, the API's
-    reads) no longer wait for the writer. `synchronous=FULL` keeps every commit durable. A 64 MB
+    """Write-ahead log: one fsync per commit instead of the rollback journal's several, and
+    readers (reports, the API's reads) no longer wait for the writer. `synchronous=FULL` keeps every commit durable. A 64 MB
     page cache (default 2 MB) keeps the random-key indexes (ids, hashes) of a busy store in
     memory."""
     cursor = dbapi_connection.cursor()
@@ -268,14 +273,14 @@ def one_of(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
     """`column` is one of the ids bound to `name`. PostgreSQL takes the list as one array: a
     batch binds thousands of ids, and an IN list of a parameter each took longer to render and
     parse than to run. SQLite plans the expanded list better than a JSON array read with
-    `json_each` (the history read of a 10,000-row batch 0.14 s against 0.17 s)."""
+    `json_each` (`benchmarks/RESULTS.md`)."""
     if dialect == "postgresql":
         return cast(ColumnElement[bool], column == any_(bindparam(name, type_=ARRAY(String))))
     return cast(ColumnElement[bool], column.in_(bindparam(name, expanding=True)))
 
 
 def read_frame(session: Session, stmt: Any) -> pd.DataFrame:
-    """Rows as a frame; straight from the result (`pd.read_sql` adds ~1 ms a call online)."""
+    """Rows as a frame, straight from the result: `pd.read_sql`'s overhead shows online."""
     result = session.connection().execute(stmt)  # Core: `select(Entity)` gives its columns
     return pd.DataFrame(result.all(), columns=list(result.keys()))
 
@@ -305,7 +310,7 @@ def engine_for(url: str) -> Engine:
 def write_turn(url: str) -> AbstractContextManager[Any]:
     """Hold while writing from a multi-threaded process (the API). SQLite has one writer: the
     threads take turns here instead of sleeping in SQLite's busy handler, which backs off in
-    steps of up to 100 ms. PostgreSQL needs no turn."""
+    steps of many milliseconds. PostgreSQL needs no turn."""
     return threading.Lock() if url.startswith("sqlite") else nullcontext()
 
 

@@ -1,0 +1,1 @@
+"""Label Studio: the adapter (server, projects, tasks, sync) and the review domain (`review`)."""

@@ -13,7 +13,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from fraudloop.errors import FraudloopError, ServiceUnavailable
 
-# Only refused connections are retried (a restart takes ~10 s): the request never arrived, so
+# Only refused connections are retried (a restart takes seconds): the request never arrived, so
 # even an import cannot be applied twice. HTTP errors are answers, not outages.
 _retry_connection = retry(
     retry=retry_if_exception_type(httpx.ConnectError),

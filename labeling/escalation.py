@@ -1,6 +1,6 @@
 """Mirror the store's tier decisions to Label Studio: close, return and re-rank tasks.
 
-`fraudloop.tiers` decides (escalate, return an invalid answer to the queue, age a priority) and
+`labeling.review` decides (escalate, return an invalid answer to the queue, age a priority) and
 leaves an `ls_patch` on the case; this module applies it. The server only gets told after the
 store committed, so an outage delays the mirror and never loses or doubles a decision.
 
@@ -63,13 +63,13 @@ def apply_patch(client: LabelStudioClient, task_id: int, patch: dict[str, Any] |
             client.request("DELETE", f"/api/annotations/{annotation_id}/")
             deleted += 1
         except LabelStudioError as exc:
-            if exc.status_code != 404:
+            if exc.status_code != 404:  # noqa: PLR2004 - HTTP Not Found
                 raise
     if patch.get("data"):
         try:
             task = client.request("GET", f"/api/tasks/{task_id}").json()
         except LabelStudioError as exc:
-            if exc.status_code == 404:
+            if exc.status_code == 404:  # noqa: PLR2004 - HTTP Not Found
                 return deleted  # the project was deleted: nothing left to mirror
             raise
         data = {**task["data"], **patch["data"]}

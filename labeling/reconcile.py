@@ -9,11 +9,11 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from fraudloop import tiers
 from fraudloop.policy import Policy
 from fraudloop.storage import Decision, ReviewTask
 from labeling.client import LabelStudioClient
 from labeling.label_config import ValidationProblem
+from labeling.review.answers import Answer, receive
 from labeling.sync import AnnotationRecord, fetch_annotations, parse_outcome
 
 
@@ -39,13 +39,13 @@ class SyncResult:
 def apply_annotation(
     session: Session, record: AnnotationRecord, now: datetime, policy: Policy
 ) -> str:
-    """One annotation into the store; returns what happened (see `fraudloop.tiers.receive`)."""
+    """One annotation into the store; returns what happened (see `labeling.review.answers.receive`)."""
     task = session.get(ReviewTask, record.case_id)
     decision = session.get(Decision, task.transaction_id) if task else None
     if task is None or decision is None:
         return "unknown"  # not ours (another deployment, or a deleted store)
     outcome = parse_outcome(record, decision.recommendation)
-    answer = tiers.Answer(
+    answer = Answer(
         case_id=record.case_id,
         annotation_id=record.annotation_id,
         updated_at=record.updated_at.isoformat(),
@@ -54,7 +54,7 @@ def apply_annotation(
         rationale=record.rationale,
         problem=outcome.reason if isinstance(outcome, ValidationProblem) else None,
     )
-    return tiers.receive(session, answer, policy, now)
+    return receive(session, answer, policy, now)
 
 
 def sync_reviews(

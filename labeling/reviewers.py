@@ -2,9 +2,9 @@
 
 Label Studio's `POST /api/users/` makes a user without a password, and an admin cannot read
 another user's token; its invite link can: the new user signs up with a password through the
-same form a person would use (about 2 s, against ~1 min for `label-studio reset_password`,
-which boots Django on the server host). Label Studio Community has no roles, so the role lives
-in fraudloop's `reviewers` table and fraudloop enforces it (`fraudloop.tiers`).
+same form a person would use (much faster than `label-studio reset_password`, which boots
+Django on the server host). Label Studio Community has no roles, so the role lives
+in fraudloop's `reviewers` table and fraudloop enforces it (`labeling.review`).
 """
 
 import re
@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from fraudloop import audit
 from fraudloop.errors import FraudloopError
 from fraudloop.storage import Reviewer
-from fraudloop.tiers import ROLES
 from labeling.client import LabelStudioClient
+from labeling.review.cases import ROLES
 
 _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 _ACTION = re.compile(r'<form id="signup-form"\s+action="([^"]+)"')
@@ -53,7 +53,7 @@ def create_user(client: LabelStudioClient, email: str, password: str) -> int:
             headers={"Referer": str(form.url)},
         )
         who = browser.get("/api/current-user/whoami")
-    if who.status_code != 200 or who.json().get("email", "").lower() != email.lower():
+    if who.status_code != 200 or who.json().get("email", "").lower() != email.lower():  # noqa: PLR2004 - HTTP OK
         raise FraudloopError(
             f"Label Studio refused to create {email}: the password may be too short "
             "(at least 8 characters) or the e-mail invalid"
@@ -72,7 +72,7 @@ def add_reviewer(
 ) -> tuple[int, bool]:
     """Find or create the Label Studio user and give it a role: (user id, created).
 
-    The one way a user's answers start to count (`fraudloop.tiers` sends anyone else's back to
+    The one way a user's answers start to count (`labeling.review` sends anyone else's back to
     the queue), for `fraudloop reviewers add`, the demo's reviewers, tests and benchmarks alike.
     `password` is used only when the user is created.
     """
@@ -128,6 +128,6 @@ def login_token(url: str, email: str, password: str) -> str:
             headers={"Referer": str(page.url)},
         )
         response = browser.get("/api/current-user/token")
-    if response.status_code != 200:
+    if response.status_code != 200:  # noqa: PLR2004 - HTTP OK
         raise FraudloopError(f"Label Studio at {url} refused the login of {email}")
     return str(response.json()["token"])

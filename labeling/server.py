@@ -58,7 +58,7 @@ def server_env(data_dir: Path, username: str, password: str, token: str) -> dict
 def is_up(url: str) -> bool:
     """True when the server answers its health check."""
     try:
-        return httpx.get(f"{url.rstrip('/')}/health", timeout=2.0).status_code == 200
+        return httpx.get(f"{url.rstrip('/')}/health", timeout=2.0).status_code == httpx.codes.OK
     except httpx.HTTPError:
         return False
 

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from fraudloop.errors import FraudloopError
+from fraudloop.policy import queue_priority
 from fraudloop.redaction import find_sensitive
 from labeling.client import LabelStudioClient
 from labeling.label_config import rationale_prompt
@@ -58,16 +59,11 @@ class ReviewCase(BaseModel):
         return float(self.snapshot.get("amount") or 0.0)
 
 
-def priority(score: float, amount: float) -> float:
-    """Expected business impact, so queues are worked by what is at stake rather than FIFO."""
-    return round(score * amount, 2)
-
-
 def build_task(case: Mapping[str, Any]) -> dict[str, Any]:
     """The task a reviewer sees; every shown value comes from the redacted snapshot and scores."""
     c = ReviewCase.model_validate(case)
     due = as_utc(c.sla_due_at)
-    rank = priority(c.score, c.amount) if c.priority is None else c.priority
+    rank = queue_priority(c.score, c.amount) if c.priority is None else c.priority
     data = {
         "case_id": c.case_id,
         "transaction_id": c.transaction_id,
@@ -85,7 +81,7 @@ def build_task(case: Mapping[str, Any]) -> dict[str, Any]:
         "transaction": {k: _text(v) for k, v in c.snapshot.items()},
         "rationale_prompt": rationale_prompt(c.recommendation),
         "similar_html": similar_html(c.similar),
-        "reviewer_notes": NO_NOTES,  # `annotate` notes arrive later, through fraudloop.tiers
+        "reviewer_notes": NO_NOTES,  # `annotate` notes arrive later, through labeling.review.answers
     }
     _refuse_sensitive(c.case_id, data)
     return {"data": data}

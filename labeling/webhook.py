@@ -3,12 +3,16 @@
 Label Studio posts inside the reviewer's request with a 1 s timeout and never retries, and signs
 nothing: a shared secret travels as a custom header, and the reconciliation pass
 (`labeling.reconcile.sync_reviews`) picks up whatever a webhook missed.
+
+A payload is a hint, never the truth: only the annotation id is taken from it, and the
+annotation and its task are read back from Label Studio by that id (`reread`), so a forged
+payload can at most point at an annotation that really exists.
 """
 
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from labeling.client import LabelStudioClient
+from labeling.client import LabelStudioClient, LabelStudioError
 from labeling.sync import AnnotationRecord, annotation_record
 
 SECRET_HEADER = "X-Fraudloop-Secret"
@@ -43,20 +47,43 @@ def ensure_webhooks(
     return changed
 
 
-def payload_record(
-    payload: Mapping[str, Any], emails: Mapping[int, str]
-) -> AnnotationRecord | None:
-    """The annotation a webhook carries, or None for events that are not a submitted answer."""
+def hinted_annotation(payload: Mapping[str, Any]) -> int | None:
+    """The annotation id a webhook names, or None for events that are not a submitted answer
+    (or payloads without a usable id)."""
     if payload.get("action") not in ACTIONS:
         return None
-    annotation, task = payload.get("annotation") or {}, payload.get("task") or {}
+    annotation = payload.get("annotation")
+    annotation_id = annotation.get("id") if isinstance(annotation, Mapping) else None
+    if not isinstance(annotation_id, int) or isinstance(annotation_id, bool):
+        return None
+    return annotation_id if annotation_id > 0 else None
+
+
+def reread(
+    client: LabelStudioClient, annotation_id: int
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(task, annotation) as Label Studio holds them, or None if it has no such annotation."""
+    try:
+        annotation = client.request("GET", f"/api/annotations/{annotation_id}/").json()
+        task = client.request("GET", f"/api/tasks/{annotation['task']}").json()
+    except LabelStudioError as exc:
+        if exc.status_code == 404:  # noqa: PLR2004 - HTTP Not Found
+            return None
+        raise
+    return task, annotation
+
+
+def answer_record(
+    task: Mapping[str, Any], annotation: Mapping[str, Any], emails: Mapping[int, str]
+) -> AnnotationRecord | None:
+    """The answer an annotation gives, or None if it is cancelled or not on a fraudloop case."""
     if annotation.get("was_cancelled") or "case_id" not in (task.get("data") or {}):
         return None
     return annotation_record(task, annotation, emails)
 
 
-def author_id(payload: Mapping[str, Any]) -> int | None:
+def author_id(annotation: Mapping[str, Any]) -> int | None:
     """The numeric Label Studio user id of the annotation's author."""
-    user = (payload.get("annotation") or {}).get("completed_by")
+    user = annotation.get("completed_by")
     user = user.get("id") if isinstance(user, Mapping) else user
     return user if isinstance(user, int) else None

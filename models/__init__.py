@@ -1,0 +1,1 @@
+"""The model: features, training, explanation, the MLflow registry, scoring, promotion."""

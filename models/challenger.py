@@ -3,15 +3,16 @@
 Train and retrain are the same path: the first model simply has no champion to beat.
 """
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
+from models.config import ModelConfig
 from models.evaluate import evaluate
-from models.features import FeatureConfig
-from models.train import FraudModel, TrainParams, train_model
+from models.train import FraudModel, train_model
 from models.training_set import TrainingFrame, build_training_frame
 
 CP_K = 100
@@ -55,7 +56,7 @@ def split_by_time(
 def holdout_metrics(split: HoldoutSplit, score: np.ndarray) -> dict[str, float]:
     """AUC, AP, Brier and CP@100 on the holdout; NaN where the holdout lacks a class."""
     rows = split.holdout_rows.assign(score=score)
-    if rows["is_fraud"].nunique() < 2:
+    if rows["is_fraud"].nunique() < 2:  # noqa: PLR2004 - fraud and legit
         return {"roc_auc": float("nan"), "average_precision": float("nan")}
     return evaluate(rows, CP_K)
 
@@ -65,6 +66,40 @@ class Challenger:
     model: FraudModel
     split: HoldoutSplit
     metrics: dict[str, float]
+    config: ModelConfig  # as trained: features with the policy's delay, training params
+    reviewed_in_training: int  # training rows whose label came from a reviewer
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the MLflow run of a challenger logs: params (the run's and the whole model config,
+    `ModelConfig.as_params`), metrics (NaN left out), data window."""
+
+    params: dict[str, object]
+    metrics: dict[str, float]
+    window: dict[str, str]
+
+
+def run_record(
+    challenger: Challenger, as_of: datetime, window_days: int, holdout_days: int, policy: str
+) -> RunRecord:
+    split = challenger.split
+    window = {
+        "start": (as_of - timedelta(days=window_days)).isoformat(),
+        "end": as_of.isoformat(),
+        "holdout_start": split.holdout_start.isoformat(),
+        "n_train": str(len(split.train.y)),
+        "n_holdout": str(len(split.holdout.y)),
+        "reviewed_labels_in_training": str(challenger.reviewed_in_training),
+    }
+    metrics = {f"holdout_{k}": v for k, v in challenger.metrics.items() if not math.isnan(v)}
+    params: dict[str, object] = {
+        "window_days": window_days,
+        "holdout_days": holdout_days,
+        "policy": policy,
+        **challenger.config.as_params(),
+    }
+    return RunRecord(params, metrics, window)
 
 
 def fit_challenger(
@@ -73,11 +108,14 @@ def fit_challenger(
     as_of: datetime,
     window_days: int,
     holdout_days: int,
-    cfg: FeatureConfig,
-    params: TrainParams | None = None,
+    config: ModelConfig,
 ) -> Challenger:
     """Build the training set known at `as_of`, fit on its past, score its recent holdout."""
-    frame = build_training_frame(transactions, labels, as_of, window_days, cfg)
+    frame = build_training_frame(transactions, labels, as_of, window_days, config.features)
     split = split_by_time(frame, transactions, holdout_days)
-    model = train_model(split.train.X, split.train.y, params)
-    return Challenger(model, split, holdout_metrics(split, model.predict_proba(split.holdout.X)))
+    model = train_model(split.train.X, split.train.y, config.training)
+    metrics = holdout_metrics(split, model.predict_proba(split.holdout.X))
+    reviewed = set(labels.loc[labels["source"] == "review", "transaction_id"])
+    return Challenger(
+        model, split, metrics, config, len(reviewed.intersection(split.train.transaction_ids))
+    )

@@ -11,32 +11,53 @@ searches plus a difference of cumulative sums.
 """
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+from pydantic import ConfigDict, Field
 
 NS_PER_DAY = 86_400 * 10**9
 NS_PER_HOUR = 3_600 * 10**9
 FOREVER = np.iinfo(np.int64).max // 4
+SATURDAY = 5  # `_weekday`: the weekend is Saturday and Sunday
+NIGHT_ENDS_HOUR = 6  # the night is 00:00-06:59
+
+# strict: a model config's `1.5` or `true` is an error, never a day (`models.config`)
+Days = Annotated[int, Field(strict=True, ge=0)]
+PositiveDays = Annotated[int, Field(strict=True, gt=0)]
+Windows = Annotated[tuple[PositiveDays, ...], Field(min_length=1)]  # `max` of them is taken
+Positive = Annotated[float, Field(strict=True, gt=0)]
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Window lengths in days; `delay_days` is when the handbook takes a label as known."""
+    """Window lengths in days; `delay_days` is when the handbook takes a label as known.
 
-    windows: tuple[int, ...] = (1, 7, 30)
-    delay_days: int = 7
-    label_windows: tuple[int, ...] = (1, 7)
-    profile_days: int = 30
-    min_amount_scale: float = 1.0  # keeps ratios and z-scores finite for near-zero spending
+    The served values are `models/model.yaml`'s (`models.config`), with the policy's delay.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a misspelt key in model.yaml is an error
+
+    windows: Windows = (1, 7, 30)
+    delay_days: Days = 7
+    label_windows: tuple[PositiveDays, ...] = (1, 7)
+    profile_days: PositiveDays = 30
+    min_amount_scale: Positive = 1.0  # keeps ratios and z-scores finite for near-zero spending
     # known frauds among a terminal's transactions made between lo and hi days ago: a terminal
     # compromise lasts weeks, so "frauds lately but none before" says it is still going on
-    terminal_fraud_spans: tuple[tuple[int, int], ...] = ((0, 14), (0, 28), (28, 35))
+    terminal_fraud_spans: tuple[tuple[Days, PositiveDays], ...] = ((0, 14), (0, 28), (28, 35))
     # the customer's usual spending: the profile window ending this many days ago, before a
     # recent compromise could inflate it
-    profile_lag_days: int = 7
-    high_amount_ratio: float = 3.0  # an amount this many times the usual spending is unusual
-    anomaly_windows: tuple[int, ...] = (1, 7)
+    profile_lag_days: Days = 7
+    high_amount_ratio: Positive = 3.0  # an amount this many times the usual spending is unusual
+    anomaly_windows: Windows = (1, 7)
+
+    def __post_init__(self) -> None:
+        """An empty span would count nothing, silently."""
+        empty = [f"{lo}-{hi}" for lo, hi in self.terminal_fraud_spans if lo >= hi]
+        if empty:
+            raise ValueError(f"terminal_fraud_spans: need lo < hi, got {', '.join(empty)}")
 
     @property
     def history_days(self) -> int:
@@ -164,7 +185,7 @@ class _Timeline:
         self._grid = ordered[distinct]
         self._m = len(self._grid) + 1
         # binary searches of times in input order (chronological for transactions) walk the
-        # grid forwards; the same searches in (code, time) order jump about it, ~10x slower
+        # grid forwards; the same searches in (code, time) order jump about it, far slower
         self._input_times = times
         self._keys = self.codes * self._m + np.searchsorted(self._grid, times)[self.order]
         self._since: dict[int, np.ndarray] = {}
@@ -232,8 +253,8 @@ def compute_features(
     terminals = _Timeline(pd.factorize(tx.terminal_ids)[0].astype(np.int64), t, at)
     out: dict[str, np.ndarray] = {
         "tx_amount": amount[at],
-        "tx_during_weekend": (_weekday(t[at]) >= 5).astype(float),
-        "tx_during_night": ((t[at] // NS_PER_HOUR) % 24 <= 6).astype(float),
+        "tx_during_weekend": (_weekday(t[at]) >= SATURDAY).astype(float),
+        "tx_during_night": ((t[at] // NS_PER_HOUR) % 24 <= NIGHT_ENDS_HOUR).astype(float),
     }
     events = _fraud_periods(labels, tx.ids, t)
     for name, values in (

@@ -6,6 +6,7 @@ every function that moves an alias returns what it actually did.
 
 import json
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -16,14 +17,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from models.config import ModelConfig
 from models.explain import MODEL_ARTIFACT, TEXTS_FILE, predict_frame
-from models.features import DEFAULT_CONFIG, FeatureConfig, feature_texts
+from models.features import DEFAULT_CONFIG, feature_texts
 from models.train import FraudModel
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PYFUNC_FILE = Path(__file__).with_name("pyfunc.py")
 RUNTIME_PACKAGES = ("mlflow", "xgboost", "pandas", "numpy", "scikit-learn")
+MODEL_CONFIG_ARTIFACT = "model_config.yaml"
 
 
 @dataclass(frozen=True)
@@ -61,32 +64,35 @@ def log_and_register(
     model: FraudModel,
     features_sample: pd.DataFrame,
     metrics: dict[str, float],
-    params: dict[str, object],
+    params: Mapping[str, object],
     data_window: dict[str, str],
     tracking_uri: str,
     model_name: str,
     *,
     artifact_root: Path | None = None,
     experiment: str = "fraudloop",
-    feature_config: FeatureConfig = DEFAULT_CONFIG,
+    config: ModelConfig | None = None,
 ) -> int:
-    """One MLflow run with params, metrics, data window and feature list; returns the version."""
+    """One MLflow run with params, metrics, data window, feature list and (given) the model
+    config it was trained with, as `model_config.yaml`; returns the version."""
     client = _client(tracking_uri)
     experiment_id = _experiment_id(
         client, experiment, artifact_root or default_artifact_root(tracking_uri)
     )
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    texts = feature_texts(feature_config)
+    texts = feature_texts(config.features if config else DEFAULT_CONFIG)
     example = features_sample[model.features].head(5)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=experiment_id):
         directory = Path(tmp) / MODEL_ARTIFACT
         model.save(directory)
         (directory / TEXTS_FILE).write_text(json.dumps(texts))
-        mlflow.log_params(params)
+        mlflow.log_params(dict(params))
         mlflow.log_metrics(metrics)
         mlflow.log_dict(data_window, "data_window.json")
         mlflow.log_dict({"features": model.features}, "features.json")
+        if config is not None:
+            mlflow.log_dict(config.model_dump(mode="json"), MODEL_CONFIG_ARTIFACT)
         mlflow.set_tags({f"data_window.{k}": v for k, v in data_window.items()})
         info = mlflow.pyfunc.log_model(
             name="model",

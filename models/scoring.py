@@ -1,6 +1,5 @@
 """The only way labeling, monitoring and flows use the model: load by alias, predict."""
 
-import gc
 from dataclasses import dataclass
 
 import pandas as pd
@@ -14,7 +13,6 @@ from fraudloop.settings import Settings
 from models.explain import confidence, explain
 
 CHAMPION = "champion"
-GC_THRESHOLDS = (100_000, 20, 100)  # gen0 allocations, gen0 passes per gen1, gen1 per gen2
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,6 @@ def load_model(tracking_uri: str, name: str, alias: str = CHAMPION) -> ScoringMo
         ) from exc
     uri = client.get_model_version_download_uri(name, version.version)
     pyfunc = load_model_from(uri)
-    _settle_garbage_collector()
     return ScoringModel(
         name=name,
         version=int(version.version),
@@ -63,15 +60,6 @@ def load_model(tracking_uri: str, name: str, alias: str = CHAMPION) -> ScoringMo
         features=pyfunc.metadata.get_input_schema().input_names(),
         pyfunc=pyfunc,
     )
-
-
-def _settle_garbage_collector() -> None:
-    """What is loaded by now (MLflow, pandas, the model) lives as long as the process: frozen,
-    the collector's full passes stop re-scanning it. A batch allocates rows by the hundred
-    thousand, nearly all freed by reference counting: collecting every 700 allocations (the
-    default) spent ~4 % of a batch re-scanning rows still in use."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def load_champion(settings: Settings) -> ScoringModel:

@@ -4,21 +4,27 @@ The router's thresholds are probabilities, so the raw margin is mapped through a
 fitted only on the most recent slice of the window (rows the booster never saw), which also
 mimics how the model meets tomorrow's data. The map is a logistic curve (Platt scaling):
 strictly increasing, so it keeps the booster's ranking. An isotonic map's flat steps tie
-scores and cost ~0.02 of average precision on the handbook protocol, for a Brier score no
-better than the logistic curve's.
+scores and cost average precision on the handbook protocol, for a Brier score no better than
+the logistic curve's (`benchmarks/RESULTS.md`).
 """
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from pydantic import ConfigDict, Field
 from sklearn.linear_model import LogisticRegression
 
 BOOSTER_FILE = "booster.ubj"
 CALIBRATION_FILE = "calibration.json"
+
+# strict: a model config's `1.5` or `true` is an error, never a count (`models.config`)
+Count = Annotated[int, Field(strict=True, gt=0)]
+Share = Annotated[float, Field(strict=True, gt=0, le=1)]
 
 
 @dataclass(frozen=True)
@@ -26,23 +32,26 @@ class TrainParams:
     """Model hyperparameters, chosen by mean AP on the handbook's prequential folds (see
     benchmarks/RESULTS.md): 100 trees and column sampling beat 300 trees, and monotone
     constraints beyond the amount cost AP; the amount one is kept because a bigger amount must
-    never lower the score."""
+    never lower the score. The served values are `models/model.yaml`'s (`models.config`)."""
 
-    n_estimators: int = 100
-    max_depth: int = 4
-    learning_rate: float = 0.05
-    min_child_weight: float = 1.0
-    subsample: float = 1.0
-    colsample_bytree: float = 0.6
-    calibration_share: float = 0.2
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a misspelt key in model.yaml is an error
+
+    n_estimators: Count = 100
+    max_depth: Count = 4
+    learning_rate: Share = 0.05
+    min_child_weight: Annotated[float, Field(strict=True, ge=0)] = 1.0
+    subsample: Share = 1.0
+    colsample_bytree: Share = 0.6
+    # both the fit and the calibration slice need rows
+    calibration_share: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.2
     # legit rows the booster fits on at most (every fraud is kept; beyond the cap a seeded
     # sample): fit time grows with rows, a 7-day window stays under the cap, and the
     # calibration slice, never subsampled, maps the margin back to probabilities
-    max_legit_rows: int = 100_000
-    # one thread: on this shared 2-core machine OpenMP's spinning threads make 2 threads ~3x
-    # slower than 1 whenever other processes keep a core busy
-    nthread: int = 1
-    seed: int = 7
+    max_legit_rows: Count = 100_000
+    # one thread: on a shared small machine OpenMP's spinning threads make 2 threads slower
+    # than 1 whenever other processes keep a core busy
+    nthread: Count = 1
+    seed: Annotated[int, Field(strict=True, ge=0)] = 7
     monotone_increasing: tuple[str, ...] = ("tx_amount",)
 
     def booster_params(self, features: list[str]) -> dict[str, object]:
@@ -80,7 +89,7 @@ class FraudModel:
 
     def _matrix(self, values: np.ndarray) -> xgb.DMatrix:
         """On the booster's thread count too (see `load`): on every core, a one-row matrix cost
-        2.0 ms of CPU instead of 0.37 ms while another process kept the other core busy."""
+        several times the CPU while another process kept the other core busy."""
         return xgb.DMatrix(values, feature_names=self.features, nthread=PREDICT_THREADS)
 
     def margin(self, X: pd.DataFrame) -> np.ndarray:
@@ -115,8 +124,8 @@ class FraudModel:
         booster = xgb.Booster()
         booster.load_model(directory / BOOSTER_FILE)
         # a saved booster forgets its thread count: predict as it was fitted. With every core,
-        # a one-row online prediction took 41 ms instead of 1.5 ms while another process kept
-        # a core busy (OpenMP's threads spin waiting for each other)
+        # a one-row online prediction was many times slower while another process kept a core
+        # busy (OpenMP's threads spin waiting for each other)
         booster.set_param({"nthread": PREDICT_THREADS})
         table = json.loads((directory / CALIBRATION_FILE).read_text())
         return cls(

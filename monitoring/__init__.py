@@ -1,0 +1,1 @@
+"""Drift (Evidently), override and SLA metrics, alert rules, the QA report."""

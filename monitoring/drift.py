@@ -32,6 +32,17 @@ def _check(frame: pd.DataFrame, name: str, columns: list[str]) -> None:
         raise FraudloopError(f"drift: {name} data has no rows; widen the window")
 
 
+def _is_flag(*columns: pd.Series) -> bool:
+    """Only 0 and 1 in every window: a flag (weekend, night), a category to Evidently.
+
+    Evidently tests a column of two values the same way whichever kind it is declared (Jensen-
+    Shannon above 1,000 rows, a Z-test below), but correlates every numerical column for its
+    report: a flag that is constant over a short window (`tx_during_weekend` over two weekdays)
+    has no deviation, and numpy warns that it divided by zero.
+    """
+    return all(column.dropna().isin((0, 1)).all() for column in columns)
+
+
 def drift_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -59,7 +70,11 @@ def drift_report(
     _check(reference, "reference", used)
     _check(current, "current", used)
 
-    numeric = [c for c in used if pd.api.types.is_numeric_dtype(reference[c])]
+    numeric = [
+        c
+        for c in used
+        if pd.api.types.is_numeric_dtype(reference[c]) and not _is_flag(reference[c], current[c])
+    ]
     definition = DataDefinition(
         numerical_columns=numeric, categorical_columns=[c for c in used if c not in numeric]
     )

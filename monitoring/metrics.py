@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from fraudloop.alerts import Alert
 from fraudloop.policy import Alerts, Policy
-from monitoring.alerts import Alert
 
 # A human decision is compared with the recommendation it would have agreed with.
 HUMAN_DECISIONS = {"human_approve": "approve", "human_reject": "reject"}
@@ -271,3 +271,16 @@ def _confidence_alert(inputs: AlertInputs, rules: Alerts) -> list[Alert]:
             f" baseline {base:.3f} (limit {rules.confidence_drop_max:.0%})",
         )
     ]
+
+
+def period_review(
+    frame: pd.DataFrame, policy: Policy, as_of: datetime
+) -> tuple[MonitoringMetrics, list[Alert]]:
+    """The QA report's period (the policy's `monitoring.current_days` up to `as_of`): its
+    metrics and the alerts its rules fire, the model's confidence judged against what came
+    before the period."""
+    start = as_of - timedelta(days=policy.monitoring.current_days)
+    current = frame[frame["decided_at"] >= start]
+    baseline = frame[frame["decided_at"] < start]["confidence"].mean()
+    inputs = alert_inputs(current, policy, as_of, None if pd.isna(baseline) else float(baseline))
+    return compute_metrics(current, policy, as_of), evaluate_alerts(inputs, policy.alerts)

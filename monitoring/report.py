@@ -10,7 +10,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from pydantic import BaseModel
 
-from monitoring.alerts import Alert
+from fraudloop.alerts import Alert
 from monitoring.drift import DriftSummary
 from monitoring.metrics import MonitoringMetrics
 

@@ -16,6 +16,7 @@ from labeling import server
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
+PASSWORD = "integration-only"
 
 
 def _free_port() -> int:
@@ -44,7 +45,7 @@ def labelstudio(labelstudio_dir: Path) -> Iterator[tuple[str, str]]:
         host="127.0.0.1",
         port=port,
         username="reviewer@fraudloop.test",
-        password="integration-only",
+        password=PASSWORD,
         token=TOKEN,
     )
     url = f"http://127.0.0.1:{port}"
@@ -60,6 +61,7 @@ def point_fraudloop_at(
     monkeypatch.setenv("FRAUDLOOP_HOME", str(home))
     monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_URL", url)
     monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_TOKEN", token)
+    monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_PASSWORD", PASSWORD)
     monkeypatch.setenv("FRAUDLOOP_POLICY_FILE", str(policy))
     monkeypatch.setenv("FRAUDLOOP_LABELSTUDIO_PROJECT_PREFIX", prefix)
     get_settings.cache_clear()

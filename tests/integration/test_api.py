@@ -23,12 +23,12 @@ from api.scoring import _decide
 from fraudloop import labels
 from fraudloop.schema import Transaction
 from fraudloop.settings import ApiKey, Settings
-from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
 from fraudloop.storage import AuditEvent, Decision, Quarantine, migrate, open_session
 from models import registry
-from models.serving import score_batch
 from models.train import TrainParams, train_model
 from models.training_set import build_training_frame
+from pipeline.decide import score_batch
+from simulation.world import SimulationConfig, chargeback_labels, simulate
 
 pytestmark = pytest.mark.integration
 NAME = "fraud-detector"
@@ -200,6 +200,9 @@ def test_same_id_with_other_values_is_a_conflict(client: TestClient, world: pd.D
         (lambda r: {k: v for k, v in r.items() if k != "customer_id"}, "customer_id", "required"),
         (lambda r: {**r, "merchant": "x"}, "merchant", "unknown field"),
         (lambda r: {**r, "transaction_id": "x" * 65}, "transaction_id", "at most 64"),
+        (lambda r: {**r, "customer_id": "4111111111111111"}, "customer_id", "card number"),
+        (lambda r: {**r, "terminal_id": "shop@example.com"}, "terminal_id", "e-mail"),
+        (lambda r: {**r, "customer_id": "   "}, "customer_id", "blank"),
     ],
 )
 def test_bad_records_name_field_and_problem_and_are_quarantined(

@@ -15,9 +15,9 @@ from labeling import server
 from labeling.client import LabelStudioClient, connect
 from labeling.label_config import ReviewOutcome
 from labeling.projects import ensure_projects
-from labeling.reviewer_sim import open_tasks, review_pending
 from labeling.sync import fetch_annotations, parse_outcome
 from labeling.tasks import find_tasks, push_tasks
+from simulation.reviewers import open_tasks, review_pending
 
 pytestmark = pytest.mark.integration
 

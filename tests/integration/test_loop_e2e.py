@@ -46,7 +46,7 @@ def loop(
     policy_file: Path,
     fraudloop_env: Callable[..., None],
 ) -> Iterator[dict[str, Any]]:
-    from flows.demo import DemoConfig, demo_flow
+    from simulation.demo import DemoConfig, demo_flow
 
     monkeypatch = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("home")

@@ -9,10 +9,10 @@ import yaml
 from sqlalchemy import func, select
 
 from fraudloop.settings import PACKAGE_DIR, get_settings
-from fraudloop.simulator import SimulationConfig, simulate
 from fraudloop.storage import Decision, ReviewTask, open_session
 from labeling.client import connect
 from labeling.projects import delete_projects
+from simulation.world import SimulationConfig, simulate, write_world
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +36,13 @@ def test_review_tasks_survive_a_label_studio_outage(
     policy_path = tmp_path / "policy.yaml"
     policy_path.write_text(yaml.safe_dump(policy))
     cfg = SimulationConfig(n_customers=400, n_terminals=800, days=32)
-    world = tmp_path / "world.parquet"
-    simulate(cfg).to_parquet(world, index=False)
+    world = write_world(simulate(cfg), tmp_path, delay_days=7)
     live = cfg.start + timedelta(days=30)
 
     monkeypatch.setenv("FRAUDLOOP_SCORE_CHUNK_ROWS", "300")  # the day's ~800 in 3 chunks
     fraudloop_env(monkeypatch, tmp_path / "home", DEAD_URL, token, policy_path, "outbox-test")
-    train_flow(world, live)
-    scored = score_flow(world, live, live + timedelta(days=1))
+    train_flow(world.transactions, world.chargebacks, live)
+    scored = score_flow(world.transactions, live, live + timedelta(days=1))
     assert scored["outbox_error"] and scored["delivered"] == 0
     db = get_settings().database_url
     with open_session(db) as s:

@@ -2,20 +2,27 @@
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
+from mlflow.tracking import MlflowClient
 
 from fraudloop.errors import FraudloopError
-from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
 from models import registry
+from models.challenger import fit_challenger, run_record
+from models.config import packaged_model_config
 from models.scoring import load_model
 from models.train import FraudModel, TrainParams, train_model
 from models.training_set import TrainingFrame, build_training_frame
+from simulation.world import SimulationConfig, chargeback_labels, simulate
 
 pytestmark = pytest.mark.integration
 NAME = "fraud-detector"
+AS_OF = datetime(2018, 4, 25)
 
 
 @pytest.fixture(autouse=True)
@@ -24,9 +31,13 @@ def _quiet_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained() -> Iterator[tuple[FraudModel, TrainingFrame]]:
-    tx = simulate(SimulationConfig(n_customers=300, n_terminals=600, days=24, seed=9))
-    frame = build_training_frame(tx, chargeback_labels(tx, 7), datetime(2018, 4, 25), 17)
+def world() -> pd.DataFrame:
+    return simulate(SimulationConfig(n_customers=300, n_terminals=600, days=24, seed=9))
+
+
+@pytest.fixture(scope="module")
+def trained(world: pd.DataFrame) -> Iterator[tuple[FraudModel, TrainingFrame]]:
+    frame = build_training_frame(world, chargeback_labels(world, 7), AS_OF, 17)
     yield train_model(frame.X, frame.y, TrainParams(n_estimators=15)), frame
 
 
@@ -83,3 +94,42 @@ def test_register_promote_and_score(
     booster = scoring.pyfunc.unwrap_python_model().model.booster
     threads = json.loads(booster.save_config())["learner"]["generic_param"]["nthread"]
     assert int(threads) == TrainParams().nthread
+
+
+def test_a_run_logs_the_model_config_it_was_trained_with(
+    world: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Params and artifact of the run say which windows and hyperparameters made the model."""
+    packaged = packaged_model_config()
+    config = packaged.with_delay(5).model_copy(
+        update={"training": replace(packaged.training, n_estimators=15)}
+    )
+    challenger = fit_challenger(world, chargeback_labels(world, 5), AS_OF, 17, 3, config)
+    run = run_record(challenger, AS_OF, 17, 3, "test-policy")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    version = registry.log_and_register(
+        challenger.model,
+        challenger.split.train.X,
+        run.metrics,
+        run.params,
+        run.window,
+        uri,
+        NAME,
+        config=challenger.config,
+    )
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run_id = str(client.get_model_version(NAME, str(version)).run_id)
+    params = client.get_run(run_id).data.params
+    assert params["model_config"] == config.version
+    assert params["policy"] == "test-policy"
+    assert params["training.n_estimators"] == "15"
+    assert params["features.delay_days"] == "5"
+    assert params["features.windows"] == ",".join(map(str, config.features.windows))
+    for name, value in asdict(config.training).items():
+        assert params[f"training.{name}"] == (
+            ",".join(value) if isinstance(value, tuple) else str(value)
+        )
+    assert {f"features.{name}" for name in asdict(config.features)} <= params.keys()
+    logged = client.download_artifacts(run_id, registry.MODEL_CONFIG_ARTIFACT, str(tmp_path))
+    assert yaml.safe_load(Path(logged).read_text()) == config.model_dump(mode="json")

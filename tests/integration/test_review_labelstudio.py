@@ -23,8 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.app import create_app
-from fraudloop import audit, decisions
-from fraudloop.decisions import ModelInfo
+from fraudloop import audit, decisions, labels
 from fraudloop.errors import ServiceUnavailable
 from fraudloop.policy import QUEUES, load_policy
 from fraudloop.redaction import find_sensitive
@@ -43,9 +42,10 @@ from labeling.projects import (
     review_url,
 )
 from labeling.reconcile import sync_reviews
-from labeling.reviewer_sim import open_tasks, ui_result
 from labeling.reviewers import add_reviewer
 from labeling.webhook import ensure_webhooks
+from pipeline.route import ModelInfo, build_decisions
+from simulation.reviewers import open_tasks, ui_result
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,7 @@ def _store(url: str, n: int, first: int = 0) -> None:
     scored = pd.DataFrame(
         {"score": scores, "confidence": scores, "reasons": [reasons] * n}, index=frame.index
     )
-    batch = decisions.build_decisions(frame, scored, POLICY, ModelInfo("m", "5"), NOW)
+    batch = build_decisions(frame, scored, POLICY, ModelInfo("m", "5"), NOW)
     with Session(make_engine(url)) as s, s.begin():
         decisions.save(s, batch)
 
@@ -130,7 +130,16 @@ def _register(url: str, client: LabelStudioClient, labelstudio: tuple[str, str],
 
 def _deliver(url: str, client: LabelStudioClient, queues: dict[str, int]) -> int:
     with Session(make_engine(url)) as s, s.begin():
-        return deliver_pending(s, client, queues, 50, NOW, similar_k=5, similar_pool=100).delivered
+        return deliver_pending(
+            s,
+            client,
+            queues,
+            50,
+            NOW,
+            similar_k=5,
+            similar_pool=100,
+            similar_weights=POLICY.escalation.similar_weights,
+        ).delivered
 
 
 def _sync(url: str, client: LabelStudioClient, queues: dict[str, int], minutes: int = 10) -> Any:
@@ -437,7 +446,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 @pytest.mark.skipif(
     shutil.which(CHROMIUM) is None,
-    reason=f"{CHROMIUM} is missing: `apt-get install -y chromium` (Debian) to run the browser test",
+    reason=f"the browser test needs Chromium ({CHROMIUM} is missing): "
+    "`apt-get install -y chromium` (Debian; a Playwright browser download does not work here)",
 )
 def test_reviewer_rejects_the_next_task_in_the_browser(
     labelstudio: tuple[str, str], tmp_path: Path
@@ -500,3 +510,72 @@ def test_reviewer_rejects_the_next_task_in_the_browser(
     }
     assert (ARTIFACTS / "review-browser.png").stat().st_size > 10_000
     client.close()
+
+
+def test_forged_webhooks_decide_nothing(
+    labelstudio: tuple[str, str],
+    client: LabelStudioClient,
+    queues: dict[str, int],
+    store: str,
+    tmp_path: Path,
+) -> None:
+    """A webhook with a default or missing secret is refused outright; a payload is only a
+    hint: the annotation is read back from Label Studio by id, so a made-up one decides nothing
+    and a real one counts as Label Studio holds it, whatever the payload claims."""
+    _store(store, 2)
+    _deliver(store, client, queues)
+    case, task_id = next(iter(_task_ids(store, "sync_review").items()))
+    tx_id = case.split(":")[0]
+    forged = {
+        "action": "ANNOTATION_CREATED",
+        "annotation": {"id": 987_654, "result": ui_result("approve", "approve"), "completed_by": 1},
+        "task": {"id": task_id, "data": {"case_id": case}},
+    }
+    for secret, header in (("change-me-webhook-secret", "change-me-webhook-secret"), ("", "")):
+        unsafe = _settings(store, labelstudio, tmp_path).model_copy(
+            update={"webhook_secret": secret}
+        )
+        with _Api(unsafe) as api:
+            answer = httpx.post(api.url, json=forged, headers={"X-Fraudloop-Secret": header})
+        assert answer.status_code == 503, answer.text
+        assert "FRAUDLOOP_WEBHOOK_SECRET" in answer.json()["detail"]
+    with _Api(_settings(store, labelstudio, tmp_path)) as api:
+        headers = {"X-Fraudloop-Secret": SECRET}
+        wrong = httpx.post(api.url, json=forged, headers={"X-Fraudloop-Secret": SECRET + "x"})
+        assert wrong.status_code == 401
+        made_up = httpx.post(api.url, json=forged, headers=headers)
+        assert made_up.json() == {"outcome": "unknown_annotation"}
+        for bad in ({"action": "ANNOTATION_CREATED", "annotation": []}, {"action": 5}):
+            assert httpx.post(api.url, json=bad, headers=headers).json() == {"outcome": "ignored"}
+        with Session(make_engine(store)) as s:
+            assert s.get(Decision, tx_id).final_decision is None
+        assert _events(store, "review").empty
+        real = _annotate(client, task_id, "reject", rationale=False)  # agrees with the model
+        claimed = {**forged, "annotation": {**forged["annotation"], "id": real}}
+        assert httpx.post(api.url, json=claimed, headers=headers).json()["outcome"] == "applied"
+    me = server.check_token(*labelstudio)
+    with Session(make_engine(store)) as s:
+        decided = s.get(Decision, tx_id)
+        assert (decided.final_decision, decided.reviewer) == ("human_reject", me)
+        assert labels.labels(s)["is_fraud"].tolist() == [1]
+
+
+def test_a_case_label_studio_must_not_see_is_held_and_the_rest_go_on(
+    client: LabelStudioClient, queues: dict[str, int], store: str
+) -> None:
+    """A transaction stored before the door refused card-like ids (or with one that slipped
+    through another way) once stalled every delivery after it."""
+    _store(store, 4)
+    poisoned = "tx-1"
+    with Session(make_engine(store)) as s, s.begin():
+        row = s.get(Decision, poisoned)
+        row.input_snapshot = {**row.input_snapshot, "customer_id": "4111111111111111"}
+    assert _deliver(store, client, queues) == 3
+    with Session(make_engine(store)) as s:
+        held = s.scalars(select(ReviewTask).where(ReviewTask.status == "held")).all()
+        assert [t.transaction_id for t in held] == [poisoned]
+        assert "look like a raw card number" in (held[0].last_error or "")
+    events = _events(store, "delivery_held")
+    assert list(events["transaction_id"]) == [poisoned]
+    assert _deliver(store, client, queues) == 0  # not retried forever, not stalling others
+    assert len(_events(store, "delivery_held")) == 1

@@ -1,23 +1,32 @@
 """Behaviour of a model trained on a small simulated world (no MLflow here)."""
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
 from models.explain import predict_frame
-from models.features import DEFAULT_CONFIG, feature_texts
+from models.features import DEFAULT_CONFIG, compute_features, feature_texts
 from models.train import FraudModel, TrainParams, _fit_rows, train_model
 from models.training_set import TrainingFrame, build_training_frame
+from simulation.world import SimulationConfig, chargeback_labels, luhn_complete, simulate
+
+AS_OF = datetime(2018, 5, 6)  # the end of the simulated 35 days: trained on the 28 before
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[FraudModel, TrainingFrame]:
+def world() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Transactions and the chargeback labels a 7-day delay makes known."""
     tx = simulate(SimulationConfig(n_customers=400, n_terminals=800, days=35, seed=4))
-    frame = build_training_frame(tx, chargeback_labels(tx, 7), datetime(2018, 5, 6), 28)
+    return tx, chargeback_labels(tx, 7)
+
+
+@pytest.fixture(scope="module")
+def trained(world: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[FraudModel, TrainingFrame]:
+    tx, labels = world
+    frame = build_training_frame(tx, labels, AS_OF, 28)
     return train_model(frame.X, frame.y, TrainParams(n_estimators=40)), frame
 
 
@@ -44,6 +53,62 @@ def test_a_bigger_amount_never_lowers_the_score(trained: tuple[FraudModel, Train
     assert (np.diff(scores, axis=1) >= 0).all()
     legit = model.predict_proba(rows.assign(tx_amount=20.0))
     assert (scores[:, 0] >= legit).all()
+
+
+def _other_sensitive_values(tx: pd.DataFrame, field: str, how: str) -> pd.Series:
+    """Another card number, e-mail or IP address for every transaction: one shared by all of
+    them, or a fresh one each (a new card, a new mailbox, a new network)."""
+    n = len(tx)
+    if how == "shared":
+        return pd.Series(
+            {
+                "card_number": "4000000000000002",
+                "email": "x@shared.example",
+                "ip_address": "10.0.0.1",
+            }[field],
+            index=tx.index,
+        )
+    rng = np.random.default_rng(11)
+    fresh = {
+        "card_number": lambda: luhn_complete(rng.integers(0, 10, (n, 15))),
+        "email": lambda: np.array([f"someone{i}@elsewhere.example" for i in range(n)]),
+        "ip_address": lambda: np.array([f"172.16.{i // 250}.{i % 250}" for i in range(n)]),
+    }[field]()
+    return pd.Series(fresh, index=tx.index)
+
+
+@pytest.mark.parametrize("how", ["shared", "fresh"])
+@pytest.mark.parametrize("field", ["card_number", "email", "ip_address"])
+def test_card_email_and_ip_never_change_a_score(
+    world: tuple[pd.DataFrame, pd.DataFrame],
+    trained: tuple[FraudModel, TrainingFrame],
+    field: str,
+    how: str,
+) -> None:
+    """They are no features: changed in the scored day and in its whole history, the features,
+    the score and its reasons stay the same to the bit."""
+    tx, labels = world
+    model, _ = trained
+    changed = tx.assign(**{field: _other_sensitive_values(tx, field, how)})
+    assert (changed[field] != tx[field]).mean() > 0.99
+
+    def scored(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The window's last day, as scoring sees it: its history before it, labels known."""
+        when = frame["tx_datetime"]
+        start = AS_OF - timedelta(days=1)
+        day = frame[when >= start].drop(columns=["is_fraud", "fraud_scenario"])
+        history = frame[(when < start) & (when >= start - timedelta(DEFAULT_CONFIG.history_days))]
+        features = compute_features(history, day, labels)
+        return features, predict_frame(model, features, feature_texts(DEFAULT_CONFIG))
+
+    features, out = scored(tx)
+    features_changed, out_changed = scored(changed)
+    assert len(features) > 500 and out["score"].nunique() > 100  # a day worth scoring
+    pd.testing.assert_frame_equal(features_changed, features, check_exact=True)
+    np.testing.assert_array_equal(
+        model.predict_proba(features_changed), model.predict_proba(features)
+    )
+    pd.testing.assert_frame_equal(out_changed, out, check_exact=True)
 
 
 def test_predictions_carry_three_reasons_in_words(

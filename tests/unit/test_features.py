@@ -1,19 +1,30 @@
-"""Features: handbook semantics on hand-made frames, no leakage, batch == online."""
+"""Features: handbook semantics on hand-made frames, no leakage, batch == online; the model
+config file they are served with."""
 
+from dataclasses import asdict
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
+from fraudloop.errors import FraudloopError
+from fraudloop.policy import load_policy
+from fraudloop.settings import PACKAGE_DIR
+from models.config import MODEL_CONFIG, load_model_config, packaged_model_config
 from models.features import (
     DEFAULT_CONFIG,
     FEATURE_COLUMNS,
     HANDBOOK_FEATURES,
+    FeatureConfig,
     chronological_order,
     compute_features,
 )
+from models.train import TrainParams
+from pipeline.features import feature_config
+from simulation.world import SimulationConfig, chargeback_labels, simulate
 
 T0 = datetime(2024, 1, 1, 12, 0)
 NO_LABELS = pd.DataFrame(
@@ -216,3 +227,68 @@ def test_online_with_history_equals_batch(world: tuple[pd.DataFrame, pd.DataFram
     pd.testing.assert_frame_equal(online, batch, check_exact=True)
     recent = history[history["tx_datetime"] >= split - timedelta(days=DEFAULT_CONFIG.history_days)]
     pd.testing.assert_frame_equal(compute_features(recent, new, labels), batch, rtol=1e-9)
+
+
+def test_the_packaged_model_config_holds_the_code_defaults() -> None:
+    """The served features and model are the ones benchmarks and tests build from defaults."""
+    config = packaged_model_config()
+    assert config.features == FeatureConfig() == DEFAULT_CONFIG
+    assert config.training == TrainParams()
+
+
+def test_served_features_take_their_windows_from_the_file_and_the_delay_from_the_policy(
+    tmp_path: Path,
+) -> None:
+    raw = yaml.safe_load((PACKAGE_DIR / "policy.yaml").read_text())
+    raw["learning"]["chargeback_delay_days"] = 3
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(raw))
+    cfg = feature_config(load_policy(tmp_path / "policy.yaml"))
+    assert cfg.delay_days == 3
+    assert cfg.windows == packaged_model_config().features.windows
+
+
+def test_every_setting_becomes_a_flat_text_param() -> None:
+    config = packaged_model_config()
+    params = config.as_params()
+    assert params["model_config"] == config.version
+    assert params["features.windows"] == ",".join(map(str, config.features.windows))
+    assert params["features.terminal_fraud_spans"].count("-") == len(
+        config.features.terminal_fraud_spans
+    )
+    assert params["training.max_depth"] == str(config.training.max_depth)
+    assert all(isinstance(v, str) for v in params.values())
+    for section, settings in (("features", config.features), ("training", config.training)):
+        assert {k for k in params if k.startswith(f"{section}.")} == {
+            f"{section}.{name}" for name in asdict(settings)
+        }
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "named"),
+    [
+        ("features", "windows", [0, 7], "features.windows.0"),
+        ("features", "windows", [], "features.windows"),
+        ("features", "profile_days", 1.5, "features.profile_days"),
+        ("features", "terminal_fraud_spans", [[28, 14]], "terminal_fraud_spans"),
+        ("features", "delay_days", 7, "learning.chargeback_delay_days"),
+        ("features", "window", [1], "features.window"),
+        ("training", "max_depth", True, "training.max_depth"),
+        ("training", "learning_rate", "fast", "training.learning_rate"),
+        ("training", "calibration_share", 1.0, "training.calibration_share"),
+        ("training", "monotone_increasing", ["tx_amout"], "training.monotone_increasing"),
+    ],
+)
+def test_a_bad_model_config_names_the_field(
+    tmp_path: Path, section: str, key: str, value: object, named: str
+) -> None:
+    raw = yaml.safe_load(MODEL_CONFIG.read_text())
+    raw[section][key] = value
+    path = tmp_path / "model.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(FraudloopError, match=named):
+        load_model_config(path)
+
+
+def test_a_missing_model_config_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(FraudloopError, match="not found"):
+        load_model_config(tmp_path / "model.yaml")

@@ -13,8 +13,8 @@ from labeling.label_config import (
     ValidationProblem,
     validate_annotation,
 )
-from labeling.reviewer_sim import ui_result
 from labeling.tasks import build_task
+from simulation.reviewers import ui_result
 
 
 def _result(choices: list[str], rationale: str | None = None) -> list[dict]:

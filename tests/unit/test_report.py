@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fraudloop.alerts import Alert
 from fraudloop.policy import load_policy
 from fraudloop.settings import PACKAGE_DIR
-from monitoring.alerts import Alert
 from monitoring.drift import DriftSummary
 from monitoring.metrics import compute_metrics
 from monitoring.report import ReportSummary, build_report

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudloop.simulator import (
+from simulation.world import (
     CONTRACT_COLUMNS,
     HANDBOOK_RENAMES,
     SimulationConfig,

@@ -6,8 +6,9 @@ from typing import Any
 import pytest
 
 from fraudloop.errors import FraudloopError
+from fraudloop.policy import queue_priority as priority
 from fraudloop.redaction import redact
-from labeling.tasks import build_task, priority
+from labeling.tasks import build_task
 
 RAW = {
     "transaction_id": "tx-1",

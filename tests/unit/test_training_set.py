@@ -4,9 +4,9 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
 from models.features import FEATURE_COLUMNS
 from models.training_set import build_training_frame, current_labels
+from simulation.world import SimulationConfig, chargeback_labels, simulate
 
 AS_OF = datetime(2018, 4, 20)
 

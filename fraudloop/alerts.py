@@ -52,7 +52,7 @@ class MemorySink:
 def _transient(exc: BaseException) -> bool:
     """Retry network failures and server errors; a 4xx means the request is wrong, not late."""
     if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code >= 500
+        return exc.response.status_code >= 500  # noqa: PLR2004 - HTTP server errors
     return isinstance(exc, httpx.TransportError)
 
 

@@ -1,6 +1,6 @@
 """The whole loop over a few simulated days: the embedded default a new user runs first.
 
-A simulated world (fraudloop.simulator) stands in for the card network, the chargeback feed and
+A simulated world (`simulation.world`) stands in for the card network, the chargeback feed and
 the reviewers; everything else is the real thing: Label Studio, the MLflow registry, Prefect
 flow runs, the decision store. Reviewers answer through Label Studio's API as a person would.
 """
@@ -23,16 +23,18 @@ from flows.runtime import Runtime, runtime
 from flows.score import score_flow
 from flows.sync import sync_flow
 from flows.train import train_flow
+from fraudloop.feed import read_window, write_jsonl
 from fraudloop.policy import QUEUES, SIGNOFF_QUEUE
 from fraudloop.settings import get_settings
-from fraudloop.simulator import SimulationConfig, simulate
 from fraudloop.storage import open_session
 from labeling import server
 from labeling.client import connect
 from labeling.projects import delete_projects
-from labeling.reviewer_sim import review_pending
 from labeling.reviewers import add_reviewer, login_token
 from monitoring.summary import loop_summary
+from simulation.faults import inject_malformed
+from simulation.reviewers import review_pending
+from simulation.world import SimulationConfig, WorldFiles, simulate, write_world
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class DemoConfig:
 
 
 @task(cache_policy=NO_CACHE)
-def prepare(rt: Runtime, config: DemoConfig, fresh: bool) -> tuple[Path, datetime]:
+def prepare(rt: Runtime, config: DemoConfig, fresh: bool) -> tuple[WorldFiles, datetime]:
     """Start Label Studio, reset state if asked, and write the simulated world."""
     s = rt.settings
     server.start_configured(s)
@@ -66,11 +68,14 @@ def prepare(rt: Runtime, config: DemoConfig, fresh: bool) -> tuple[Path, datetim
         drift=config.drift,
         drift_start_day=config.history_days + 1,
     )
-    world = simulate(cfg)
-    path = s.home / "data" / "world.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    world.to_parquet(path, index=False)
-    return path, cfg.start + timedelta(days=config.history_days)
+    files = write_world(simulate(cfg), s.home / "data", rt.policy.learning.chargeback_delay_days)
+    return files, cfg.start + timedelta(days=config.history_days)
+
+
+def feed_drop(rt: Runtime, source: Path, start: datetime, end: datetime, faults: int) -> Path:
+    """The window as the payment system's JSONL drop, with a few malformed records in it."""
+    records = inject_malformed(read_window(source, start, end), faults, seed=int(start.timestamp()))
+    return write_jsonl(records, rt.settings.home / "data" / "feed" / f"{start:%Y%m%dT%H%M}.jsonl")
 
 
 def reset_state(home: Path) -> None:
@@ -135,25 +140,25 @@ def demo_flow(config: DemoConfig, fresh: bool = True) -> dict[str, Any]:
         reset_state(settings.home)
     rt = runtime(settings)
     log = get_run_logger()
-    source, live_start = prepare(rt, config, fresh)
+    world, live_start = prepare(rt, config, fresh)
+    source = world.transactions
     truth = case_truth(source)
     second = demo_reviewers(rt, config.second_reviewer, live_start)
     step = timedelta(days=1) / config.batches_per_day
-    trained = [train_flow(source, live_start)]
+    trained = [train_flow(source, world.chargebacks, live_start)]
     last_chargebacks = live_start
     for day in range(config.live_days):
         for b in range(config.batches_per_day):
             start = live_start + day * timedelta(days=1) + b * step
-            result = score_flow(
-                source, start, start + step, inject_malformed=config.malformed_per_batch
-            )
+            drop = feed_drop(rt, source, start, start + step, config.malformed_per_batch)
+            result = score_flow(drop, start, start + step)
             answered = reviewers_work(
                 rt, truth, config.reviewer_error_rate, config.seed + day * 100 + b, second
             )
             sync_flow(start + step + timedelta(minutes=config.review_lag_minutes))
             log.info("day %d batch %d: %s, %d reviewed", day + 1, b + 1, result, answered)
         now = live_start + timedelta(days=day + 1)
-        chargeback_flow(source, now, since=last_chargebacks)
+        chargeback_flow(world.chargebacks, now, since=last_chargebacks)
         last_chargebacks = now
     end = live_start + timedelta(days=config.live_days)
     for drain in range(2):  # sign-offs and Tier 2 cases opened by the last syncs

@@ -11,17 +11,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fraudloop import audit, decisions, tiers
-from fraudloop.decisions import ModelInfo
+from fraudloop import audit, decisions
+from fraudloop.alerts import MemorySink
 from fraudloop.policy import load_policy
 from fraudloop.schema import validate_batch
 from fraudloop.settings import PACKAGE_DIR
 from fraudloop.storage import Decision, ReviewTask, make_engine
+from labeling.review import answers, cases, paging, sla
+from labeling.review.paging import send_pages
 from labeling.reviewers import register
-from monitoring.alerts import MemorySink
-from monitoring.paging import send_pages
-
-pytestmark = pytest.mark.integration
+from pipeline.route import ModelInfo, build_decisions
 
 POLICY = load_policy(PACKAGE_DIR / "policy.yaml")
 NOW = datetime(2026, 3, 1, 12, 0)
@@ -56,7 +55,7 @@ def _store(db_url: str, amounts: list[float], scores: list[float]) -> Session:
             "reasons": [reasons] * len(scores),
         }
     )
-    batch = decisions.build_decisions(frame, scored, POLICY, ModelInfo("m", "4"), NOW)
+    batch = build_decisions(frame, scored, POLICY, ModelInfo("m", "4"), NOW)
     session = Session(make_engine(db_url), expire_on_commit=False)
     with _tx(session):
         decisions.save(session, batch)
@@ -72,8 +71,8 @@ def _tx(session: Session) -> Iterator[None]:
     session.commit()
 
 
-def _answer(case_id: str, n: int, reviewer: str, decision: str | None, **kw: str) -> tiers.Answer:
-    return tiers.Answer(
+def _answer(case_id: str, n: int, reviewer: str, decision: str | None, **kw: str) -> answers.Answer:
+    return answers.Answer(
         case_id=case_id,
         annotation_id=n,
         updated_at=f"2026-03-01T12:{n:02d}:00+00:00",
@@ -83,9 +82,9 @@ def _answer(case_id: str, n: int, reviewer: str, decision: str | None, **kw: str
     )
 
 
-def _receive(s: Session, answer: tiers.Answer, minutes: int = 10) -> str:
+def _receive(s: Session, answer: answers.Answer, minutes: int = 10) -> str:
     with _tx(s):
-        return tiers.receive(s, answer, POLICY, NOW + timedelta(minutes=minutes))
+        return answers.receive(s, answer, POLICY, NOW + timedelta(minutes=minutes))
 
 
 def _events(s: Session, tx: str) -> pd.DataFrame:
@@ -98,11 +97,11 @@ def test_sla_breach_escalates_to_tier2_once_and_pages_tier3(db_url: str) -> None
     s = _store(db_url, [50.0, 60.0, INCIDENT], [0.9, 0.8, 0.9])
     at = NOW + timedelta(minutes=31)
     with _tx(s):
-        result = tiers.sweep(s, POLICY, at)
+        result = sla.sweep(s, POLICY, at)
     assert sorted(result.escalated) == ["tx-0:sync_review", "tx-2:sync_review"]
     assert [p.case_id for p in result.pages] == ["tx-2:sync_review"]  # incident by amount
     with _tx(s):
-        again = tiers.sweep(s, POLICY, at + timedelta(minutes=1))
+        again = sla.sweep(s, POLICY, at + timedelta(minutes=1))
     assert again.escalated == []  # idempotent
     first, tier2 = s.get(ReviewTask, "tx-0:sync_review"), s.get(ReviewTask, "tx-0:tier2")
     assert first.status == "escalated" and first.status_reason.startswith("sla_breach")
@@ -114,7 +113,7 @@ def test_sla_breach_escalates_to_tier2_once_and_pages_tier3(db_url: str) -> None
     assert (event["event_type"], event["decision"], event["actor"]) == (
         "escalated",
         "escalated",
-        tiers.SWEEP_ACTOR,
+        cases.SWEEP_ACTOR,
     )
     assert event["sla_metadata"]["expected_minutes"] == 30
     assert event["sla_metadata"]["actual_minutes"] == 31 and not event["sla_metadata"]["met"]
@@ -124,12 +123,12 @@ def test_sla_breach_escalates_to_tier2_once_and_pages_tier3(db_url: str) -> None
         assert send_pages(s, result.pages, sink, at) == 1
         # an unresolved Tier 2 case past its own SLA pages Tier 3 too
         later = at + timedelta(minutes=POLICY.sla_minutes.tier2 + 1)
-        pages = tiers.pages_due(s, POLICY, later)
+        pages = paging.pages_due(s, POLICY, later)
     assert [a.scope for a in sink.alerts] == ["tx-2:sync_review"]
     assert {p.case_id for p in pages} == {"tx-0:tier2", "tx-2:tier2"}
     with _tx(s):
         send_pages(s, pages, sink, later)
-        assert tiers.pages_due(s, POLICY, later) == []  # paged once
+        assert paging.pages_due(s, POLICY, later) == []  # paged once
     paged = _events(s, "tx-0")
     assert paged.iloc[-1]["event_type"] == "tier3_page"
     assert paged.iloc[-1]["sla_metadata"]["expected_minutes"] == POLICY.sla_minutes.tier2
@@ -143,7 +142,7 @@ def test_second_signoff_needs_another_reviewer_who_agrees(db_url: str) -> None:
     signoff = s.get(ReviewTask, "tx-0:second_signoff")
     assert signoff.parent_case_id == case and signoff.status == "pending"
     with _tx(s):
-        assert "first decision cannot sign again" in tiers.notice(s, signoff)
+        assert "first decision cannot sign again" in cases.notice(s, signoff)
 
     same = _answer(signoff.case_id, 2, "ana@x", "human_reject")
     assert _receive(s, same) == "invalid"  # Label Studio let her annotate twice; we do not
@@ -168,7 +167,7 @@ def test_signoff_disagreement_goes_to_tier2_where_a_senior_decides(db_url: str) 
     assert tier2 is not None and tier2.parent_case_id == "tx-0:second_signoff"
     assert s.get(Decision, "tx-0").final_decision is None
     with _tx(s):
-        assert "second sign-off disagrees" in tiers.notice(s, tier2)
+        assert "second sign-off disagrees" in cases.notice(s, tier2)
 
     junior = _answer("tx-0:tier2", 3, "cy@x", "human_approve", rationale="looks fine")
     assert _receive(s, junior) == "invalid"  # Tier 2 is for seniors
@@ -197,7 +196,7 @@ def test_escalate_and_request_info_and_senior_escalation_page(db_url: str) -> No
     up = _answer("tx-0:tier2", 3, "sam@x", "escalated", rationale="looks like a breach")
     assert _receive(s, up) == "escalated"
     with _tx(s):
-        pages = tiers.pages_due(s, POLICY, NOW + timedelta(minutes=11))
+        pages = paging.pages_due(s, POLICY, NOW + timedelta(minutes=11))
     assert [p.case_id for p in pages] == ["tx-0:tier2"]
     assert "looks like a breach" in pages[0].reason
     assert s.get(Decision, "tx-0").final_decision is None
@@ -209,8 +208,8 @@ def test_priority_ages_and_is_mirrored_for_delivered_cases(db_url: str) -> None:
         s.get(ReviewTask, "tx-0:async_review").status = "delivered"
         s.get(ReviewTask, "tx-0:async_review").ls_task_id = 7
     with _tx(s):
-        assert tiers.refresh_priorities(s, POLICY, NOW + timedelta(minutes=59)) == 0
-        assert tiers.refresh_priorities(s, POLICY, NOW + timedelta(hours=2, minutes=1)) == 2
+        assert sla.refresh_priorities(s, POLICY, NOW + timedelta(minutes=59)) == 0
+        assert sla.refresh_priorities(s, POLICY, NOW + timedelta(hours=2, minutes=1)) == 2
     boost = 1 + POLICY.escalation.age_boost_per_hour * 2
     delivered = s.get(ReviewTask, "tx-0:async_review")
     assert delivered.priority == pytest.approx(0.8 * 100 * boost)
@@ -238,7 +237,7 @@ def test_annotate_adds_a_note_and_decides_nothing(db_url: str) -> None:
     )
     assert s.get(Decision, "tx-0").final_decision is None
     events = _events(s, "tx-0")
-    notes = events[events["event_type"] == tiers.NOTE_EVENT]
+    notes = events[events["event_type"] == cases.NOTE_EVENT]
     assert len(notes) == 1
     assert (notes.iloc[0]["actor"], notes.iloc[0]["review_rationale"]) == (
         "ana@x",

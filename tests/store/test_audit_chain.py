@@ -16,13 +16,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from cli.main import app
 from fraudloop import audit, decisions
-from fraudloop.cli import app
-from fraudloop.decisions import ModelInfo
 from fraudloop.policy import load_policy
 from fraudloop.schema import validate_batch
 from fraudloop.settings import PACKAGE_DIR, get_settings
 from fraudloop.storage import AuditEvent, Decision, ReviewTask, make_engine
+from labeling.review.answers import Answer, finalize
+from pipeline.route import ModelInfo, build_decisions
 
 POLICY = load_policy(PACKAGE_DIR / "policy.yaml")
 NOW = datetime(2026, 3, 1, 12, 0)
@@ -93,7 +94,6 @@ def _sql(url: str, *statements: str) -> None:
             conn.execute(text(stmt))
 
 
-@pytest.mark.integration
 def test_chain_verifies_and_retries_add_nothing(db_url: str) -> None:
     assert _verify(db_url) == audit.VerifyResult(ok=True, n_events=0)
     assert _append(db_url, _events(6)) == 6
@@ -140,7 +140,6 @@ def _odd_events() -> list[dict]:
     ]
 
 
-@pytest.mark.integration
 def test_odd_values_hash_as_they_always_did(db_url: str) -> None:
     """The head was computed by the chain code before the bulk insert: same hashed bytes."""
     assert _append(db_url, _odd_events()) == 8
@@ -151,7 +150,6 @@ def test_odd_values_hash_as_they_always_did(db_url: str) -> None:
     )
 
 
-@pytest.mark.integration
 def test_a_large_batch_chains_in_order(db_url: str) -> None:
     events = _events(3000)
     assert _append(db_url, events[:2000]) == 2000
@@ -165,7 +163,6 @@ def test_a_large_batch_chains_in_order(db_url: str) -> None:
     assert (_verify(db_url).first_bad_seq, _verify(db_url).problem) == (2500, "edited")
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     "tamper",
     [
@@ -185,7 +182,6 @@ def test_an_edited_field_is_found(db_url: str, tamper: str) -> None:
     assert result.n_problems == 1 and result.first_bad_event_id == _events(5)[2]["event_id"]
 
 
-@pytest.mark.integration
 def test_an_edited_json_field_is_found(db_url: str) -> None:
     _append(db_url, _events(5))
     with make_engine(db_url).begin() as conn:
@@ -198,7 +194,6 @@ def test_an_edited_json_field_is_found(db_url: str) -> None:
     assert (result.first_bad_seq, result.problem) == (4, "edited")
 
 
-@pytest.mark.integration
 def test_a_deleted_event_is_found(db_url: str) -> None:
     _append(db_url, _events(5))
     _sql(db_url, "DELETE FROM audit_events WHERE seq = 3")
@@ -207,14 +202,12 @@ def test_a_deleted_event_is_found(db_url: str) -> None:
     assert (result.first_bad_seq, result.problem) == (4, "deleted or reordered")
 
 
-@pytest.mark.integration
 def test_a_deleted_first_event_is_found(db_url: str) -> None:
     _append(db_url, _events(3))
     _sql(db_url, "DELETE FROM audit_events WHERE seq = 1")
     assert (_verify(db_url).first_bad_seq, _verify(db_url).problem) == (2, "deleted or reordered")
 
 
-@pytest.mark.integration
 def test_swapped_contents_are_found(db_url: str) -> None:
     """Two events trade what they say (transaction and time) but keep their hashes."""
     _append(db_url, _events(5))
@@ -227,7 +220,6 @@ def test_swapped_contents_are_found(db_url: str) -> None:
     assert (result.first_bad_seq, result.problem, result.n_problems) == (2, "edited", 2)
 
 
-@pytest.mark.integration
 def test_reordered_events_are_found(db_url: str) -> None:
     """Whole rows moved (hashes and all): every hash still matches, the links do not."""
     _append(db_url, _events(5))
@@ -241,7 +233,6 @@ def test_reordered_events_are_found(db_url: str) -> None:
     assert (result.first_bad_seq, result.problem) == (2, "deleted or reordered")
 
 
-@pytest.mark.integration
 def test_export_jsonl_in_chain_order(db_url: str, tmp_path: Path) -> None:
     _append(db_url, _events(4))
     out = tmp_path / "out" / "audit.jsonl"
@@ -261,27 +252,28 @@ def test_export_jsonl_in_chain_order(db_url: str, tmp_path: Path) -> None:
     assert only["transaction_id"] == "tx-2" and only["hash"] == lines[2]["hash"]
 
 
-@pytest.mark.integration
 def test_decisions_and_reviews_are_chained(db_url: str) -> None:
     tx = _tx(20)
-    batch = decisions.build_decisions(tx, _scores(20), POLICY, MODEL, NOW)
+    batch = build_decisions(tx, _scores(20), POLICY, MODEL, NOW)
     engine = make_engine(db_url)
     with Session(engine) as s, s.begin():
         decisions.save(s, batch)
     with Session(engine) as s:
         task = s.scalars(select(ReviewTask).order_by(ReviewTask.case_id)).first()
     assert task is not None
-    outcome = {
-        "case_id": task.case_id,
-        "annotation_id": 1,
-        "updated_at": "2026-03-01T12:10:00Z",
-        "decision": "human_reject",
-        "reviewer": "ana@fraudloop.local",
-        "rationale": "card testing",
-    }
+    answer = Answer(
+        case_id=task.case_id,
+        annotation_id=1,
+        updated_at="2026-03-01T12:10:00Z",
+        decision="human_reject",
+        reviewer="ana@fraudloop.local",
+        rationale="card testing",
+    )
     for _ in range(2):
         with Session(engine) as s, s.begin():
-            decisions.apply_review(s, outcome, NOW + timedelta(minutes=10))
+            finalize(
+                s, s.get(ReviewTask, task.case_id), answer, POLICY, NOW + timedelta(minutes=10)
+            )
     result = _verify(db_url)
     assert (result.ok, result.n_events) == (True, 21)
 
@@ -342,7 +334,7 @@ def test_concurrent_writers_one_decision_each(pg_url: str) -> None:
         random.Random(k).shuffle(rows)
         part = tx.iloc[[r % n_tx for r in rows]].reset_index(drop=True)
         part_scores = scored.iloc[[r % n_tx for r in rows]].reset_index(drop=True)
-        batch = decisions.build_decisions(part, part_scores, POLICY, MODEL, NOW)
+        batch = build_decisions(part, part_scores, POLICY, MODEL, NOW)
         engine = make_engine(pg_url)
         try:
             start.wait()
@@ -399,7 +391,6 @@ for b in range(40):
 """
 
 
-@pytest.mark.integration
 def test_concurrent_sqlite_processes_keep_one_chain(tmp_path: Path) -> None:
     """Separate processes on one SQLite file: the write lock is taken before the head is read."""
     from fraudloop.storage import migrate
@@ -425,7 +416,6 @@ def test_concurrent_sqlite_processes_keep_one_chain(tmp_path: Path) -> None:
     assert (result.ok, result.n_events) == (True, len(workers) * 40 * 5)
 
 
-@pytest.mark.integration
 def test_cli_verify_and_export(db_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("FRAUDLOOP_HOME", str(tmp_path))
     monkeypatch.setenv("FRAUDLOOP_DB_URL", db_url)

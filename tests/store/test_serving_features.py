@@ -3,15 +3,13 @@
 from datetime import datetime, timedelta
 
 import pandas as pd
-import pytest
 
 from fraudloop import labels
-from fraudloop.simulator import SimulationConfig, chargeback_labels, simulate
 from fraudloop.storage import open_session
 from models.features import DEFAULT_CONFIG, compute_features
-from models.serving import RunHistory, batch_features
+from pipeline.features import RunHistory, batch_features
+from simulation.world import SimulationConfig, chargeback_labels, simulate
 
-pytestmark = pytest.mark.integration
 CUTOFF = datetime(2018, 4, 12)
 
 

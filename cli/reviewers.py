@@ -1,13 +1,13 @@
 """`fraudloop reviewers …`: the people who work the review queues (Label Studio users + roles)."""
 
 import secrets
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from fraudloop.clock import utcnow
 from fraudloop.errors import FraudloopError
 from fraudloop.settings import get_settings
 
@@ -42,7 +42,7 @@ def add(
         s.home.mkdir(parents=True, exist_ok=True)
         migrate(s.database_url)
         with open_session(s.database_url) as session, session.begin():
-            now = datetime.now(UTC).replace(tzinfo=None)
+            now = utcnow()
             user_id, created = add_reviewer(
                 session, client, email, role, secret, s.labelstudio_username, now
             )

@@ -12,17 +12,24 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fraudloop.policy import SimilarWeights
 from fraudloop.storage import Decision
 
 DISPOSITION = {"human_approve": "approved (legitimate)", "human_reject": "rejected (fraud)"}
-_SAME_CUSTOMER_WEIGHT = 1.0  # in standard deviations of the numeric features
-_SAME_TERMINAL_WEIGHT = 0.5
 
 
 def similar_cases(
-    session: Session, cases: Sequence[Decision], k: int, pool: int
+    session: Session,
+    cases: Sequence[Decision],
+    k: int,
+    pool: int,
+    weights: SimilarWeights | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """transaction_id -> up to k reviewed cases, nearest first, from the `pool` latest reviews."""
+    """transaction_id -> up to k reviewed cases, nearest first, from the `pool` latest reviews.
+
+    `weights` (the policy's `escalation.similar_weights`) bring cases of the same customer or
+    terminal nearer; without them only amount, score and time of day count.
+    """
     if k <= 0 or not cases:
         return {}
     reviewed = list(
@@ -51,8 +58,9 @@ def similar_cases(
         point = _features([case])[0]
         dist = (((ref - point) / scale) ** 2).sum(axis=1)
         customer, terminal = _ids([case])[0]
-        dist += _SAME_CUSTOMER_WEIGHT * np.array([c != customer for c, _ in ref_ids])
-        dist += _SAME_TERMINAL_WEIGHT * np.array([t != terminal for _, t in ref_ids])
+        if weights is not None:
+            dist += weights.same_customer * np.array([c != customer for c, _ in ref_ids])
+            dist += weights.same_terminal * np.array([t != terminal for _, t in ref_ids])
         order = [
             i for i in np.argsort(dist, kind="stable") if reviewed[i][0] != case.transaction_id
         ]

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from fraudloop.errors import FraudloopError
-from fraudloop.simulator import chargeback_labels
 from models.evaluate import average_precision, brier, card_precision_top_k, roc_auc
 from models.features import (
     FEATURE_COLUMNS,
@@ -28,6 +27,7 @@ from models.features import (
     compute_features,
 )
 from models.train import FraudModel, TrainParams, train_model
+from simulation.world import chargeback_labels
 
 CP_K = 100
 BASELINES = ("baseline_logreg", "baseline_rf", "baseline_xgboost")

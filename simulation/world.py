@@ -246,3 +246,20 @@ def load_handbook(path: Path | str) -> pd.DataFrame:
     frame = frame.astype({"is_fraud": int, "fraud_scenario": int, "amount": float})
     frame["tx_datetime"] = frame["tx_datetime"].astype("datetime64[ns]")
     return frame[CONTRACT_COLUMNS + TRUTH_COLUMNS]
+
+
+@dataclass(frozen=True)
+class WorldFiles:
+    """A simulated world on disk: the transaction source (ground truth kept for the simulated
+    reviewers) and the chargeback feed the product reads, as a real one would arrive."""
+
+    transactions: Path
+    chargebacks: Path
+
+
+def write_world(world: pd.DataFrame, data_dir: Path, delay_days: int) -> WorldFiles:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    files = WorldFiles(data_dir / "world.parquet", data_dir / "chargebacks.parquet")
+    world.to_parquet(files.transactions, index=False)
+    chargeback_labels(world, delay_days).to_parquet(files.chargebacks, index=False)
+    return files

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from fraudloop import audit, decisions, labels
 from fraudloop.bulk import COPY_MIN_ROWS, insert_rows
-from fraudloop.decisions import ModelInfo
 from fraudloop.policy import load_policy
 from fraudloop.schema import validate_batch
 from fraudloop.settings import PACKAGE_DIR
@@ -32,6 +31,8 @@ from fraudloop.storage import (
     insert_ignore,
     make_engine,
 )
+from labeling.review.answers import Answer, finalize
+from pipeline.route import ModelInfo, build_decisions
 
 POLICY = load_policy(PACKAGE_DIR / "policy.yaml")
 NOW = datetime(2026, 3, 1, 12, 0)
@@ -67,10 +68,9 @@ def _scores(values: list[float]) -> pd.DataFrame:
     )
 
 
-@pytest.mark.integration
 def test_decisions_are_idempotent_and_audited(db_url: str) -> None:
     tx = _tx(4)
-    batch = decisions.build_decisions(
+    batch = build_decisions(
         tx, _scores([0.1, 0.8, 0.9, 0.99]), POLICY, ModelInfo("fraud-detector", "1"), NOW
     )
     engine = make_engine(db_url)
@@ -93,25 +93,25 @@ def test_decisions_are_idempotent_and_audited(db_url: str) -> None:
         assert snapshot["card"] == "**** 1234" and "card_number" not in snapshot
 
 
-@pytest.mark.integration
 def test_review_applied_once_with_label_and_sla(db_url: str) -> None:
     tx = _tx(2)
-    batch = decisions.build_decisions(tx, _scores([0.8, 0.9]), POLICY, ModelInfo("m", "1"), NOW)
+    batch = build_decisions(tx, _scores([0.8, 0.9]), POLICY, ModelInfo("m", "1"), NOW)
     engine = make_engine(db_url)
     with Session(engine) as s, s.begin():
         decisions.save(s, batch)
-    outcome = {
-        "case_id": "tx-0:async_review",
-        "annotation_id": 7,
-        "updated_at": "2026-03-01T12:10:00Z",
-        "decision": "human_approve",
-        "reviewer": "ana@fraudloop.local",
-        "rationale": "known customer",
-    }
+    answer = Answer(
+        case_id="tx-0:async_review",
+        annotation_id=7,
+        updated_at="2026-03-01T12:10:00Z",
+        decision="human_approve",
+        reviewer="ana@fraudloop.local",
+        rationale="known customer",
+    )
     later = NOW + timedelta(minutes=10)
     with Session(engine) as s, s.begin():
-        assert decisions.apply_review(s, outcome, later) is True
-        assert decisions.apply_review(s, outcome, later) is False
+        task = s.get(ReviewTask, answer.case_id)
+        assert finalize(s, task, answer, POLICY, later) is True
+        assert finalize(s, task, answer, POLICY, later) is False
     with Session(engine) as s:
         d = s.get(Decision, "tx-0")
         assert (d.final_decision, d.recommendation, d.reviewer) == (
@@ -127,7 +127,6 @@ def test_review_applied_once_with_label_and_sla(db_url: str) -> None:
         assert labels.labels(s, known_before=later).empty
 
 
-@pytest.mark.integration
 def test_quarantine_keeps_redacted_record(db_url: str) -> None:
     _, rejected = validate_batch(
         [{"transaction_id": "x", "amount": -1, "card_number": "4111111111111111"}]
@@ -241,7 +240,6 @@ def _many(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("skip_conflicts", [True, False], ids=["insert_ignore", "insert_rows"])
 @pytest.mark.parametrize("n", [1, COPY_MIN_ROWS], ids=["few", "copy"])
 @pytest.mark.parametrize("model", list(_ROWS), ids=lambda m: m.__tablename__)
@@ -265,7 +263,6 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(
         assert _stored(s, model) == reference
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("n", [5, 3 * COPY_MIN_ROWS], ids=["few", "copy"])
 @pytest.mark.parametrize("model", [Label, TransactionRow], ids=["unique", "key"])
 def test_insert_ignore_counts_only_new_rows(db_url: str, model: type[Base], n: int) -> None:
@@ -281,7 +278,6 @@ def test_insert_ignore_counts_only_new_rows(db_url: str, model: type[Base], n: i
         assert s.scalar(select(func.count()).select_from(model)) == n
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("n", [3, COPY_MIN_ROWS], ids=["few", "copy"])
 def test_bulk_rows_belong_to_the_callers_transaction(db_url: str, n: int) -> None:
     engine = make_engine(db_url)
@@ -294,7 +290,6 @@ def test_bulk_rows_belong_to_the_callers_transaction(db_url: str, n: int) -> Non
         assert s.scalar(select(func.count()).select_from(TransactionRow)) == 0
 
 
-@pytest.mark.integration
 def test_migrations_build_the_models_schema_and_step_down_and_up(db_url: str) -> None:
     """The audit migrations go down and up again with a stored chain (its head is kept), and the
     schema at head is the models'."""

@@ -16,6 +16,9 @@ from rich.console import Console
 
 from fraudloop.settings import get_settings
 
+HandbookData = Annotated[
+    Path, typer.Option(help="Parquet in the handbook's columns (TX_DATETIME, …)")
+]
 bench_app = typer.Typer(help="Benchmarks: speed and model quality", no_args_is_help=True)
 console = Console()
 
@@ -55,7 +58,7 @@ def api(
 
 @bench_app.command("handbook")
 def handbook(
-    data: Annotated[Path, typer.Option(help="Parquet in the handbook's columns (TX_DATETIME, …)")],
+    data: HandbookData,
     train_start: Annotated[
         datetime, typer.Option(help="First training day", formats=["%Y-%m-%d"])
     ] = datetime(2018, 7, 25),
@@ -75,10 +78,10 @@ def handbook(
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from benchmarks import handbook as hb
     from fraudloop.errors import FraudloopError
-    from fraudloop.simulator import load_handbook
-    from models import handbook as hb
     from models.features import FeatureConfig
+    from simulation.world import load_handbook
 
     started = time.perf_counter()
     window = hb.Window(train_start, train_days, delay_days, test_days)
@@ -123,7 +126,7 @@ def handbook(
 
 @bench_app.command("train")
 def train_speed(
-    data: Annotated[Path, typer.Option(help="Parquet in the handbook's columns (TX_DATETIME, …)")],
+    data: HandbookData,
     as_of: Annotated[
         datetime, typer.Option(help="Train on the window ending here", formats=["%Y-%m-%d"])
     ] = datetime(2018, 8, 1),
@@ -141,11 +144,11 @@ def train_speed(
 
     from mlflow.tracking import MlflowClient
 
-    from fraudloop.simulator import chargeback_labels, load_handbook
     from models import registry
     from models.features import DEFAULT_CONFIG
     from models.train import train_model
     from models.training_set import build_training_frame
+    from simulation.world import chargeback_labels, load_handbook
 
     tx = load_handbook(data)
     since = as_of - timedelta(days=window_days + DEFAULT_CONFIG.history_days)

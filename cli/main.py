@@ -11,18 +11,25 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fraudloop import cli_review
-from fraudloop.cli_bench import bench_app
-from fraudloop.cli_policy import policy_app
+from cli import reviewers as review_cli
+from cli.bench import bench_app
+from cli.policy import policy_app
 from fraudloop.errors import FraudloopError
-from fraudloop.settings import apply_process_defaults, get_settings
+from fraudloop.process import apply_process_defaults
+from fraudloop.settings import Settings, get_settings
 
 app = typer.Typer(help="Human-in-the-loop fraud decisions.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(bench_app, name="bench")
 console = Console()
 
-Source = Annotated[Path, typer.Option(help="Transactions parquet (from `fraudloop simulate`)")]
+Source = Annotated[
+    Path,
+    typer.Option(help="Transactions: parquet or a JSONL drop (default: `fraudloop simulate`'s)"),
+]
+Feed = Annotated[
+    Path, typer.Option(help="Chargeback feed parquet (default: `fraudloop simulate`'s)")
+]
 When = Annotated[datetime | None, typer.Option(help="Clock for this run (default: now, UTC)")]
 
 
@@ -34,6 +41,10 @@ def main() -> None:
 
 def _world() -> Path:
     return get_settings().home / "data" / "world.parquet"
+
+
+def _chargebacks() -> Path:
+    return get_settings().home / "data" / "chargebacks.parquet"
 
 
 def _run(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -53,10 +64,13 @@ def demo(
     fresh: Annotated[bool, typer.Option(help="Start from an empty state directory")] = True,
 ) -> None:
     """Run the whole loop over a few simulated days and print where to look."""
-    from flows.demo import DemoConfig, demo_flow
+    from flows.runtime import stop_ephemeral_api
+    from simulation.demo import DemoConfig, demo_flow
 
+    _installed()
     config = DemoConfig(live_days=days, customers=customers, reviewer_error_rate=error_rate)
     summary = _run(demo_flow, config, fresh)
+    stop_ephemeral_api()  # its goodbye line before the summary, not after
     _print_summary(summary)
 
 
@@ -69,11 +83,15 @@ def simulate(
         float, typer.Option(help="Drift strength from --drift-day on (0 = none)")
     ] = 0.0,
     drift_day: Annotated[int, typer.Option(help="Day the drift starts")] = 35,
-    out: Annotated[Path | None, typer.Option(help="Output parquet")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default: <home>/data)")
+    ] = None,
 ) -> None:
-    """Write simulated transactions (with ground truth, for the demo's reviewer and chargebacks)."""
-    from fraudloop.simulator import SimulationConfig
-    from fraudloop.simulator import simulate as run
+    """Write simulated transactions (ground truth kept for the simulated reviewers) and the
+    chargeback feed they give rise to."""
+    from fraudloop.policy import load_policy
+    from simulation.world import SimulationConfig, write_world
+    from simulation.world import simulate as run
 
     cfg = SimulationConfig(
         n_customers=customers,
@@ -83,15 +101,18 @@ def simulate(
         drift_start_day=drift_day,
     )
     frame = run(cfg)
-    path = out or _world()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
-    console.print(f"{len(frame):,} transactions ({frame['is_fraud'].mean():.2%} fraud) -> {path}")
+    delay = _run(load_policy, get_settings().policy_file).learning.chargeback_delay_days
+    files = write_world(frame, out or _world().parent, delay)
+    console.print(
+        f"{len(frame):,} transactions ({frame['is_fraud'].mean():.2%} fraud) -> "
+        f"{files.transactions}; chargeback feed -> {files.chargebacks}"
+    )
 
 
 @app.command()
 def train(
     source: Source = None,  # type: ignore[assignment]
+    chargebacks: Feed = None,  # type: ignore[assignment]
     as_of: When = None,
     window_days: Annotated[
         int | None, typer.Option(help="Training window (policy default)")
@@ -100,7 +121,7 @@ def train(
     """Train on a time window, log to MLflow, register `fraud-detector` (champion if none yet)."""
     from flows.train import train_flow
 
-    result = _run(train_flow, source or _world(), as_of, window_days)
+    result = _run(train_flow, source or _world(), chargebacks or _chargebacks(), as_of, window_days)
     console.print(result)
 
 
@@ -125,11 +146,11 @@ def sync(now: When = None) -> None:
 
 
 @app.command()
-def chargebacks(source: Source = None, now: When = None) -> None:  # type: ignore[assignment]
+def chargebacks(feed: Feed = None, now: When = None) -> None:  # type: ignore[assignment]
     """Record the chargeback labels that have arrived by now."""
     from flows.chargebacks import chargeback_flow
 
-    console.print(_run(chargeback_flow, source or _world(), now))
+    console.print(_run(chargeback_flow, feed or _chargebacks(), now))
 
 
 @app.command()
@@ -149,7 +170,7 @@ def report(as_of: When = None) -> None:
 
 
 @app.command()
-def deploy(source: Source = None) -> None:  # type: ignore[assignment]
+def deploy(feed: Feed = None) -> None:  # type: ignore[assignment]
     """Serve the scheduled flows (sync, SLA sweep, chargebacks, retrain, QA report) until stopped."""
     from prefect import serve
 
@@ -157,17 +178,51 @@ def deploy(source: Source = None) -> None:  # type: ignore[assignment]
     from fraudloop.policy import load_policy
 
     policy = _run(load_policy, get_settings().policy_file)
-    serve(*deployments(policy, source or _world()))
+    serve(*deployments(policy, feed or _chargebacks()))
+
+
+def _installed() -> Settings:
+    """Settings with this install's credentials, generated on first use (owner-only file)."""
+    from fraudloop import credentials
+
+    home = get_settings().home
+    target, made = _run(credentials.ensure, home)
+    if made:
+        console.print(f"generated per-install credentials -> {target} (mode 600)", soft_wrap=True)
+    get_settings.cache_clear()
+    settings = get_settings()
+    _run(settings.require_secrets)
+    return settings
 
 
 @app.command()
 def up() -> None:
-    """Start the Label Studio server (its own environment, offline, telemetry off)."""
+    """Start the Label Studio server (its own environment, offline, telemetry off); the first
+    run generates this install's credentials."""
     from labeling import server
 
-    s = get_settings()
+    s = _installed()
     _run(server.start_configured, s)
-    console.print(f"Label Studio: {s.labelstudio_url}  login {s.labelstudio_username}")
+    console.print(
+        f"Label Studio: {s.labelstudio_url}  login {s.labelstudio_username} "
+        f"(password in {s.home / 'credentials.json'})",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def doctor() -> None:
+    """Check this install: secrets, the database, Label Studio, the model registry."""
+    from cli.doctor import checks
+
+    settings = get_settings()
+    failed = 0
+    for name, ok, detail in checks(settings):
+        failed += not ok
+        mark = "[green]ok[/green]  " if ok else "[red]FAIL[/red]"
+        console.print(f"{mark} {name}: {detail}", soft_wrap=True)
+    if failed:
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -185,6 +240,7 @@ def serve(
     from fraudloop.storage import migrate
 
     settings = get_settings()
+    _run(settings.require_secrets)
     _run(migrate, settings.database_url)
     if workers == 1:
         uvicorn.run(_run(create_app, settings), host=host, port=port, log_level="info")
@@ -216,7 +272,7 @@ audit_app = typer.Typer(
     help="Compliance: verify the tamper-evident audit trail, export it.", no_args_is_help=True
 )
 app.add_typer(audit_app, name="audit")
-app.add_typer(cli_review.app, name="reviewers")
+app.add_typer(review_cli.app, name="reviewers")
 
 
 @audit_app.command("verify")

@@ -1,0 +1,1 @@
+"""The `fraudloop` command: one Typer app on top of every layer, grouped by who uses it."""
