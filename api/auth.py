@@ -26,10 +26,12 @@ class Permission(StrEnum):
     READ_DECISION = "read_decision"
     READ_AUDIT = "read_audit"
     MANAGE_MODEL = "manage_model"
+    REPORT_CHARGEBACK = "report_chargeback"
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "scorer": frozenset({Permission.SCORE}),  # the payment gateway
+    "chargebacks": frozenset({Permission.REPORT_CHARGEBACK}),  # the card network's disputes
     "reviewer": frozenset({Permission.READ_DECISION}),
     "senior": frozenset({Permission.READ_DECISION, Permission.READ_AUDIT}),
     "data_scientist": frozenset({Permission.READ_DECISION, Permission.READ_AUDIT}),

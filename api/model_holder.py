@@ -1,8 +1,9 @@
 """The champion kept warm in the API process, swapped when the `champion` alias moves.
 
-A request never waits for the registry: at most one request every `refresh_seconds` asks where
-the alias points (others keep scoring with the model in hand) and loads a new version if it
-moved. A registry outage keeps the loaded model; with no model at all, decisions use the
+A request never waits for the registry: at most once every `refresh_seconds` a request starts
+a background check of where the alias points (every request, that one included, keeps scoring
+with the model in hand), which loads a new version if it moved. Only the first load, at
+startup, is waited for. A registry outage keeps the loaded model; with no model at all, decisions use the
 policy's fallback rules and say so.
 """
 
@@ -35,9 +36,11 @@ class ModelHolder:
         alias_version: Callable[[], int | None],
         refresh_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        background: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self._load, self._alias_version = load, alias_version
         self._refresh_seconds, self._clock = refresh_seconds, clock
+        self._background = background or _in_thread
         self._lock = threading.Lock()
         self._checked_at: float | None = None
         self.model: ScoringModel | None = None
@@ -49,11 +52,19 @@ class ModelHolder:
             self._clock() - self._checked_at >= self._refresh_seconds
         )
         if due and self._lock.acquire(blocking=False):
-            try:
-                self._refresh()
-            finally:
-                self._lock.release()
+            if self._checked_at is None:  # the first load (startup): there is nothing to serve yet
+                self._locked_refresh()
+            else:
+                self._checked_at = self._clock()  # no second background check meanwhile
+                self._background(self._locked_refresh)
         return self.model
+
+    def _locked_refresh(self) -> None:
+        """`_refresh` holding the lock `current` took."""
+        try:
+            self._refresh()
+        finally:
+            self._lock.release()
 
     def refresh_now(self) -> ModelStatus:
         with self._lock:
@@ -85,6 +96,10 @@ class ModelHolder:
 
     def _mode(self) -> str:
         return "keeping the loaded model" if self.model else "deciding with fallback rules"
+
+
+def _in_thread(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, name="champion-refresh", daemon=True).start()
 
 
 def champion_holder(settings: Settings) -> ModelHolder:

@@ -23,6 +23,7 @@ def readyz(request: Request) -> JSONResponse:
         "mode": "fallback" if model.fallback else "model",
         "model": asdict(model),
         "policy_version": state.policy.version,
+        "rate_limited": dict(state.rate_limits.refused),
     }
     try:
         with engine_for(state.settings.database_url).connect() as conn:

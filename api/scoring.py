@@ -7,7 +7,7 @@ a 4xx naming the record, the field and the problem, and the bad records go to qu
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, Response, status
 from pydantic import BaseModel, TypeAdapter
@@ -15,9 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import Permission, Principal, require
+from api.bodies import json_records, unprocessable
 from fraudloop.clock import utcnow
 from fraudloop.decisions import quarantine
-from fraudloop.policy import Policy, Route
+from fraudloop.policy import Limits, Policy, Route
+from fraudloop.redaction import redact
 from fraudloop.schema import ID_LENGTH, Rejection, Transaction, transactions_frame, validate_record
 from fraudloop.storage import AuditEvent, Decision, open_session, writing
 from models.scoring import ScoringModel
@@ -64,6 +66,8 @@ class StoredDecision(ScoredTransaction):
 
 
 _ANSWERS = TypeAdapter(list[ScoredTransaction])
+# compared as the decision stored them (redacted: a card by its masked form)
+_SAME_FIELDS = ("customer_id", "terminal_id", "card")
 _COLUMNS = list(Decision.__table__.columns)  # a decision row as plain values, no ORM objects
 _ANSWERED = [  # taken as stored; the others are derived from the stored row
     name
@@ -98,14 +102,19 @@ def _request_schema() -> dict[str, Any]:
 def score(
     request: Request,
     body: Annotated[Any, Body()],
-    _: Annotated[Principal, Depends(require(Permission.SCORE))],
+    principal: Annotated[Principal, Depends(require(Permission.SCORE))],
 ) -> Response:
     """Decide one transaction (JSON object) or a batch (JSON array, at most
     FRAUDLOOP_API_MAX_BATCH), idempotently by transaction id."""
     state = request.app.state
     url = state.settings.database_url
-    records = _records(body, state.settings.api_max_batch)
-    valid = _validated(url, records)
+    records = json_records(body, state.settings.api_max_batch, "transaction")
+    valid = _validated(url, records, state.policy.limits)
+    refusal = state.rate_limits.over(principal.name, valid)
+    if refusal is not None:
+        with writing(url) as session:
+            refusal.audit(session, utcnow())
+        raise refusal.error()
     with writing(url) as session:
         seen = _stored(session, [t.transaction_id for t in valid])
         _check_same(valid, seen)
@@ -129,7 +138,10 @@ def _decide(
     if done.new == len(fresh):
         return {d["transaction_id"]: _answer(d, replayed=False) for d in done.decisions}
     stored = _stored(session, [t.transaction_id for t in fresh])
-    return {i: _answer(row, replayed=False) for i, row in stored.items()}
+    built = {d["transaction_id"]: d["decided_at"] for d in done.decisions}
+    return {  # a decision stored by the concurrent writer has its own time: for us, a replay
+        i: _answer(row, replayed=row["decided_at"] != built.get(i)) for i, row in stored.items()
+    }
 
 
 @router.get(
@@ -179,33 +191,14 @@ def get_audit_trail(
     return [{c: getattr(e, c) for c in columns} for e in events]
 
 
-def _records(body: Any, max_batch: int) -> list[dict[str, Any]]:
-    """The body as a list of JSON objects, or a 422 saying what shape was expected."""
-    records = body if isinstance(body, list) else [body]
-    if not records:
-        _unprocessable([{"field": "<body>", "problem": "empty batch"}])
-    if len(records) > max_batch:
-        _unprocessable(
-            [{"field": "<body>", "problem": f"{len(records)} transactions, at most {max_batch}"}]
-        )
-    bad = [
-        {"index": i, "field": "<record>", "problem": "must be a JSON object (a transaction)"}
-        for i, record in enumerate(records)
-        if not isinstance(record, dict)
-    ]
-    if bad:
-        _unprocessable(bad)
-    return records
-
-
-def _validated(url: str, records: list[dict[str, Any]]) -> list[Transaction]:
+def _validated(url: str, records: list[dict[str, Any]], limits: Limits) -> list[Transaction]:
     """Schema at the door: all or nothing, rejected records quarantined with their reason."""
-    results = [validate_record(r) for r in records]
+    results = [validate_record(r, limits) for r in records]
     rejected = [(i, r) for i, r in enumerate(results) if isinstance(r, Rejection)]
     if rejected:
         with writing(url) as session:
-            quarantine(session, [r for _, r in rejected], utcnow())
-        _unprocessable(
+            quarantine(session, [r for _, r in rejected], utcnow(), limits.quarantine_record_bytes)
+        unprocessable(
             [
                 {
                     "index": i,
@@ -221,7 +214,7 @@ def _validated(url: str, records: list[dict[str, Any]]) -> list[Transaction]:
     ids = [t.transaction_id for t in valid]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
-        _unprocessable(
+        unprocessable(
             [
                 {
                     "field": "transaction_id",
@@ -240,23 +233,27 @@ def _stored(session: Session, ids: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _check_same(valid: list[Transaction], seen: dict[str, dict[str, Any]]) -> None:
-    """A retry must be the same transaction: an id reused for another one is a client error."""
+    """A retry must be the same transaction: an id reused for another one (other amount, time,
+    customer, terminal or card) is a client error, never the old decision replayed."""
     for t in valid:
         row = seen.get(t.transaction_id)
         if row is None:
             continue
-        for field, ours, theirs in (
+        snapshot, ours = row["input_snapshot"] or {}, redact(t.model_dump())
+        for field, mine, theirs in (
             ("amount", round(t.amount, 6), round(row["amount"], 6)),
             ("tx_datetime", t.tx_datetime, row["tx_datetime"]),
+            *((name, ours.get(name), snapshot.get(name)) for name in _SAME_FIELDS),
         ):
-            if ours != theirs:
+            if mine != theirs:
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,
                     detail=[
                         {
                             "transaction_id": t.transaction_id,
                             "field": field,
-                            "problem": f"already decided with {field} {theirs}, got {ours}",
+                            "problem": f"{t.transaction_id} was already decided for another "
+                            f"transaction ({field} differs)",
                         }
                     ],
                 )
@@ -271,7 +268,3 @@ def _answer(decision: Mapping[str, Any], replayed: bool) -> ScoredTransaction:
         reasons=[Reason.model_validate(r) for r in decision["reasons"] or []],
         replayed=replayed,
     )
-
-
-def _unprocessable(problems: list[dict[str, Any]]) -> NoReturn:
-    raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=problems)

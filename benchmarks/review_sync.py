@@ -43,6 +43,7 @@ from simulation.reviewers import ui_result
 
 NOW = datetime(2026, 3, 1, 12, 0)
 POLICY = load_policy(PACKAGE_DIR / "policy.yaml")
+WEBHOOK_SECRET = "bench-webhook-secret-0123456789"  # the API refuses short secrets
 AUDIT_WAIT_SECONDS = 10  # a webhook whose audit event has not appeared by then failed
 
 
@@ -150,7 +151,7 @@ def _webhook_latency(
         db_url=store,
         labelstudio_url=args.url,
         labelstudio_token=args.token,
-        webhook_secret="bench",
+        webhook_secret=WEBHOOK_SECRET,
     )
     port = 18_500 + int(tag, 16) % 1000
     server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_level="warning"))
@@ -158,7 +159,9 @@ def _webhook_latency(
     while not server.started:
         time.sleep(0.05)
     hook = ensure_projects(client, ["sync_review"], f"bench-{tag}-hook")["sync_review"]
-    ensure_webhooks(client, [hook], f"http://127.0.0.1:{port}/v1/webhooks/labelstudio", "bench")
+    ensure_webhooks(
+        client, [hook], f"http://127.0.0.1:{port}/v1/webhooks/labelstudio", WEBHOOK_SECRET
+    )
     _decisions(store, args.webhooks, f"hook{tag}")
     with Session(make_engine(store)) as s, s.begin():
         deliver_pending(s, client, {"async_review": hook}, 1000, NOW)

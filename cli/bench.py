@@ -187,6 +187,64 @@ def train_speed(
     _report(result, out)
 
 
+@bench_app.command("checkpoint")
+def checkpoint(
+    events: Annotated[int, typer.Option(help="Audit events in the chain to sign")] = 1_000_000,
+    db: Annotated[
+        str | None, typer.Option(help="Scratch store URL, filled with --events (default: SQLite)")
+    ] = None,
+    out: Out = None,
+) -> None:
+    """`fraudloop audit checkpoint` over a chain of --events: read the hashes in order, check
+    the links and head row, the RFC 6962 Merkle root, sign and write. Building the chain first
+    is reported apart, outside the timing."""
+    import tempfile
+    import time
+    from datetime import timedelta
+
+    from sqlalchemy.orm import Session
+
+    from fraudloop import audit, checkpoints
+    from fraudloop.clock import utcnow
+    from fraudloop.storage import make_engine, migrate
+
+    per_append, start = 50_000, datetime(2026, 1, 1)
+    with tempfile.TemporaryDirectory() as scratch:
+        url = db or f"sqlite:///{scratch}/store.db"
+        migrate(url)
+        engine = make_engine(url)
+        t = time.perf_counter()
+        for first in range(0, events, per_append):
+            batch = [
+                audit.event(
+                    f"bench:{i}",
+                    "decision",
+                    "model",
+                    start + timedelta(milliseconds=i),
+                    transaction_id=f"tx-{i}",
+                    decision="auto_approve",
+                    model_confidence=0.93,
+                )
+                for i in range(first, min(events, first + per_append))
+            ]
+            with Session(engine) as s, s.begin():
+                audit.append(s, batch)
+        build = time.perf_counter() - t
+        key, _ = checkpoints.ensure_key(Path(scratch) / checkpoints.KEY_FILE)
+        t = time.perf_counter()
+        with Session(engine) as s:
+            signed, _ = checkpoints.make(s, Path(scratch) / "checkpoints", key, utcnow())
+        seconds = time.perf_counter() - t
+        engine.dispose()
+    result = {
+        "events": signed.n_events,
+        "store": url.split(":", 1)[0],
+        "checkpoint_seconds": round(seconds, 2),
+        "untimed_chain_build_seconds": round(build, 1),
+    }
+    _report(result, out)
+
+
 def _print_handbook(result: dict[str, Any], outcome: Any) -> None:
     from rich.table import Table
 

@@ -12,7 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cli import reviewers as review_cli
+from cli.audit import audit_app
 from cli.bench import bench_app
+from cli.exploration import exploration
+from cli.models import models_app
 from cli.policy import policy_app
 from fraudloop.errors import FraudloopError
 from fraudloop.process import apply_process_defaults
@@ -21,6 +24,9 @@ from fraudloop.settings import Settings, get_settings
 app = typer.Typer(help="Human-in-the-loop fraud decisions.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(bench_app, name="bench")
+app.command("exploration")(exploration)
+app.add_typer(audit_app, name="audit")
+app.add_typer(models_app, name="models")
 console = Console()
 
 Source = Annotated[
@@ -122,7 +128,7 @@ def train(
     from flows.train import train_flow
 
     result = _run(train_flow, source or _world(), chargebacks or _chargebacks(), as_of, window_days)
-    console.print(result)
+    console.print(_outcome(result))
 
 
 @app.command()
@@ -142,7 +148,11 @@ def sync(now: When = None) -> None:
     """Pull reviewer annotations back from Label Studio (reconciliation pass)."""
     from flows.sync import sync_flow
 
-    console.print(_run(sync_flow, now))
+    result = _run(sync_flow, now)
+    if result.get("error"):
+        console.print(f"[red]error:[/red] {result['error']}", soft_wrap=True)
+        raise typer.Exit(code=2)
+    console.print(result)
 
 
 @app.command()
@@ -158,7 +168,7 @@ def retrain(as_of: When = None) -> None:
     """Retrain on reviewer + chargeback labels; promote the challenger only if it wins."""
     from flows.retrain import retrain_flow
 
-    console.print(_run(retrain_flow, as_of))
+    console.print(_outcome(_run(retrain_flow, as_of)))
 
 
 @app.command()
@@ -170,15 +180,29 @@ def report(as_of: When = None) -> None:
 
 
 @app.command()
-def deploy(feed: Feed = None) -> None:  # type: ignore[assignment]
-    """Serve the scheduled flows (sync, SLA sweep, chargebacks, retrain, QA report) until stopped."""
+def deploy(
+    feed: Annotated[
+        Path | None, typer.Option(help="Also serve this chargeback label feed (`simulate`'s)")
+    ] = None,
+) -> None:
+    """Serve every scheduled deployment against the Prefect server until stopped (`fraudloop
+    up` runs this detached): intake scoring, label sync, SLA sweep, chargeback intake, drift
+    check, retraining, QA report."""
+    import os
+
+    from flows import server
+
+    s = get_settings()
+    url = os.environ.setdefault("PREFECT_API_URL", s.prefect_api_url)  # before Prefect loads
+    if not server.is_up(url):  # Prefect's temporary server would run no schedule at all
+        console.print(f"[red]error:[/red] no Prefect server at {url}; `fraudloop up` starts one")
+        raise typer.Exit(code=2)
     from prefect import serve
 
     from flows.deployments import deployments
     from fraudloop.policy import load_policy
 
-    policy = _run(load_policy, get_settings().policy_file)
-    serve(*deployments(policy, feed or _chargebacks()))
+    serve(*deployments(_run(load_policy, s.policy_file), feed))
 
 
 def _installed() -> Settings:
@@ -196,9 +220,15 @@ def _installed() -> Settings:
 
 
 @app.command()
-def up() -> None:
-    """Start the Label Studio server (its own environment, offline, telemetry off); the first
-    run generates this install's credentials."""
+def up(
+    scheduler: Annotated[
+        bool, typer.Option(help="Also a Prefect server and the deployments (no: Label Studio only)")
+    ] = True,
+    api: Annotated[bool, typer.Option(help="Also the online API at FRAUDLOOP_API_URL")] = True,
+) -> None:
+    """Start what the loop needs on this machine and say where each part is: Label Studio
+    (offline, telemetry off), a Prefect server with its scheduler, the process serving every
+    deployment, the online API. The first run generates this install's credentials."""
     from labeling import server
 
     s = _installed()
@@ -208,11 +238,118 @@ def up() -> None:
         f"(password in {s.home / 'credentials.json'})",
         soft_wrap=True,
     )
+    if scheduler:
+        _up_scheduler(s)
+    if api:
+        _up_api(s)
+
+
+def _up_scheduler(s: Settings) -> None:
+    import sys
+
+    from flows import server
+    from flows.deployments import deployments, full_name
+    from fraudloop.policy import load_policy
+
+    pid = _run(server.start_server, s)
+    mine = f"pid {pid}, log {server.server_service(s).log_file}" if pid else "not ours: left as is"
+    console.print(f"Prefect UI: {server.ui_url(s.prefect_api_url)}  ({mine})", soft_wrap=True)
+    made = deployments(_run(load_policy, s.policy_file))
+    names = [full_name(d.name, made) for d in made]
+    pid = _run(server.start_runner, s, [sys.executable, "-m", "cli.main", "deploy"], names)
+    log = server.runner_service(s).log_file
+    console.print(f"deployments: {len(names)} served (pid {pid}, log {log})", soft_wrap=True)
+    console.print(
+        f"landing folders: {s.transactions_landing}  {s.chargebacks_landing}", soft_wrap=True
+    )
+
+
+def _up_api(s: Settings) -> None:
+    import sys
+    from urllib.parse import urlparse
+
+    from flows import server
+
+    at = urlparse(s.api_url)
+    command = [sys.executable, "-m", "cli.main", "serve", "--host", at.hostname or "127.0.0.1"]
+    pid = _run(server.start_api, s, [*command, "--port", str(at.port or 8000)])
+    mine = f"pid {pid}, log {server.api_service(s).log_file}" if pid else "not ours: left as is"
+    console.print(f"API: {s.api_url}/docs  ({mine})", soft_wrap=True)
+
+
+@app.command()
+def status() -> None:
+    """Each part of the loop, up or down, with its URL; each deployment's schedule, next
+    scheduled run and the state of its last run."""
+    from flows import server
+    from labeling import server as labelstudio
+
+    s = get_settings()
+    parts = Table(title="fraudloop services")
+    for column in ("part", "state", "where", "pid"):
+        parts.add_column(column)
+    runner = server.runner_service(s).running()
+    for name, up_now, where, ours in (
+        (
+            "Label Studio",
+            labelstudio.is_up(s.labelstudio_url),
+            s.labelstudio_url,
+            labelstudio.running(s.labelstudio_data_dir),
+        ),
+        (
+            "Prefect server",
+            server.is_up(s.prefect_api_url),
+            server.ui_url(s.prefect_api_url),
+            server.server_service(s).running(),
+        ),
+        ("deployments", runner is not None, str(server.runner_service(s).log_file), runner),
+        ("API", server.http_ok(f"{s.api_url}/healthz"), s.api_url, server.api_service(s).running()),
+    ):
+        state = "[green]up[/green]" if up_now else "[red]down[/red]"
+        parts.add_row(name, state, where, str(ours[0]) if ours else "-")
+    console.print(parts)
+    if not server.is_up(s.prefect_api_url):
+        return
+    runs = Table(title=f"deployments on {server.ui_url(s.prefect_api_url)}")
+    for column in ("deployment", "schedule", "next run (UTC)", "last result", "ended (UTC)"):
+        runs.add_column(column)
+    for d in _run(server.deployment_status, s.prefect_api_url):
+        runs.add_row(
+            d.name,
+            d.schedule + (" [yellow](paused)[/yellow]" if d.paused else ""),
+            f"{d.next_run:%Y-%m-%d %H:%M:%S}" if d.next_run else "-",
+            d.last_state or "-",
+            f"{d.last_run:%Y-%m-%d %H:%M:%S}" if d.last_run else "-",
+        )
+    console.print(runs)
+
+
+@app.command("run")
+def run_deployment(
+    deployment: Annotated[
+        str, typer.Argument(help="A deployment (`fraudloop status` lists them): score-intake, …")
+    ],
+    wait: Annotated[bool, typer.Option(help="Wait until the run has finished")] = True,
+) -> None:
+    """Trigger a deployment by hand on the Prefect server, as the UI's "Run" does; exit 1
+    when the run did not complete."""
+    from flows import server
+
+    url = get_settings().prefect_api_url
+    name, state = _run(server.run, url, deployment, None if wait else 0)
+    console.print(
+        f"{deployment}: flow run {name} {state}  ({server.ui_url(url)})",
+        markup=False,
+        soft_wrap=True,
+    )
+    if wait and not state.startswith("Completed"):
+        raise typer.Exit(code=1)
 
 
 @app.command()
 def doctor() -> None:
-    """Check this install: secrets, the database, Label Studio, the model registry."""
+    """Launch readiness, one line each: secrets, database, policy and router, reviewers per
+    queue, Label Studio and its telemetry, champion, audit chain, alert sinks, schedules."""
     from cli.doctor import checks
 
     settings = get_settings()
@@ -250,11 +387,21 @@ def serve(
 
 @app.command()
 def down() -> None:
-    """Stop the Label Studio server."""
+    """Stop exactly what `fraudloop up` started: the deployments, the API, the Prefect
+    server and Label Studio (a server that was not ours is left running)."""
+    from flows import server as services
     from labeling import server
 
-    stopped = server.stop(get_settings().labelstudio_data_dir)
+    s = get_settings()
+    for name, stopped in services.stop(s).items():
+        console.print(f"{name} stopped" if stopped else f"{name} was not running (ours)")
+    stopped = server.stop(s.labelstudio_data_dir)
     console.print("Label Studio stopped" if stopped else "Label Studio was not running")
+
+
+def _outcome(result: dict) -> dict:  # type: ignore[type-arg]
+    """What a data scientist reads of a training run (its thousands of row ids stay in MLflow)."""
+    return {k: v for k, v in result.items() if k != "training_ids"}
 
 
 def _print_summary(summary: dict) -> None:  # type: ignore[type-arg]
@@ -268,46 +415,7 @@ def _print_summary(summary: dict) -> None:  # type: ignore[type-arg]
         console.print(f"[bold]{key}[/bold]: {value}")
 
 
-audit_app = typer.Typer(
-    help="Compliance: verify the tamper-evident audit trail, export it.", no_args_is_help=True
-)
-app.add_typer(audit_app, name="audit")
 app.add_typer(review_cli.app, name="reviewers")
-
-
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the hash chain; exit 1 naming the first edited, deleted or reordered event."""
-    from fraudloop import audit
-    from fraudloop.storage import migrate, open_session
-
-    url = get_settings().database_url
-    migrate(url)
-    with open_session(url) as session:
-        result = audit.verify(session)
-    if result.ok:
-        console.print(result.message(), soft_wrap=True, markup=False)
-        return
-    console.print(f"[red]error:[/red] {result.message()}", soft_wrap=True)
-    raise typer.Exit(code=1)
-
-
-@audit_app.command("export")
-def audit_export(
-    out: Annotated[Path, typer.Option(help="JSONL file to write (one event a line)")],
-    transaction_id: Annotated[
-        str | None, typer.Option(help="Only this transaction's events")
-    ] = None,
-) -> None:
-    """Write audit events in chain order, with their hashes, as JSONL."""
-    from fraudloop import audit
-    from fraudloop.storage import migrate, open_session
-
-    url = get_settings().database_url
-    migrate(url)
-    with open_session(url) as session:
-        n = audit.export_jsonl(session, out, transaction_id)
-    console.print(f"{n:,} audit events -> {out}", soft_wrap=True)
 
 
 if __name__ == "__main__":

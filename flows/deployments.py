@@ -1,36 +1,84 @@
-"""The scheduled side of the loop as Prefect deployments, served from one process.
+"""Every scheduled flow as a Prefect deployment, served from one process (`fraudloop deploy`,
+which `fraudloop up` starts detached against its Prefect server: `flows.server`).
 
-`fraudloop deploy` runs them (`prefect server start` + workers for more than one machine).
-Cron strings and intervals live in the policy file's `schedules` section.
+Cron strings and intervals live in the policy file's `schedules` section. A deployment runs one
+flow run at a time: a run still going when the next is due makes that one stand down
+(cancelled), so two intake runs never read the same folder at once.
 """
 
 from datetime import timedelta
 from pathlib import Path
 
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 
+from flows.alerts import alerts_flow
 from flows.chargebacks import chargeback_flow
+from flows.checkpoint import checkpoint_flow
+from flows.intake import chargeback_intake_flow, score_intake_flow
 from flows.monitor import monitor_flow
 from flows.retrain import retrain_flow
 from flows.sla_sweep import sla_sweep_flow
 from flows.sync import sync_flow
+from fraudloop.errors import FraudloopError
 from fraudloop.policy import Policy
 
+ONE_AT_A_TIME = ConcurrencyLimitConfig(
+    limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+)
 
-def deployments(policy: Policy, chargeback_feed: Path) -> list[RunnerDeployment]:
-    """Label sync, SLA sweep, chargeback intake, retraining and the QA report, each on its schedule."""
+
+def deployments(policy: Policy, chargeback_feed: Path | None = None) -> list[RunnerDeployment]:
+    """Scoring from the intake, label sync, SLA sweep, chargeback intake, the daily drift check,
+    nightly retraining and the weekly QA report, each on its schedule; with `chargeback_feed`
+    also the label-event feed `fraudloop simulate` writes."""
     s = policy.schedules
+    once = ONE_AT_A_TIME
     made = [
-        sync_flow.to_deployment(name="sync-reviews", interval=timedelta(minutes=s.sync_minutes)),
+        score_intake_flow.to_deployment(
+            name="score-intake",
+            interval=timedelta(seconds=s.score_intake_seconds),
+            concurrency_limit=once,
+        ),
+        sync_flow.to_deployment(
+            name="sync-reviews", interval=timedelta(minutes=s.sync_minutes), concurrency_limit=once
+        ),
         sla_sweep_flow.to_deployment(
-            name="sla-sweep", interval=timedelta(minutes=s.sla_sweep_minutes)
+            name="sla-sweep",
+            interval=timedelta(minutes=s.sla_sweep_minutes),
+            concurrency_limit=once,
         ),
-        chargeback_flow.to_deployment(
-            name="chargebacks",
-            cron=s.chargebacks_cron,
-            parameters={"feed_path": str(chargeback_feed)},
+        chargeback_intake_flow.to_deployment(
+            name="chargeback-intake", cron=s.chargebacks_cron, concurrency_limit=once
         ),
-        retrain_flow.to_deployment(name="retrain", cron=s.retrain_cron),
-        monitor_flow.to_deployment(name="qa-report", cron=s.report_cron),
+        monitor_flow.to_deployment(name="drift-check", cron=s.drift_cron, concurrency_limit=once),
+        retrain_flow.to_deployment(name="retrain", cron=s.retrain_cron, concurrency_limit=once),
+        monitor_flow.to_deployment(name="qa-report", cron=s.report_cron, concurrency_limit=once),
+        alerts_flow.to_deployment(
+            name="evaluate-alerts",
+            interval=timedelta(minutes=s.alerts_minutes),
+            concurrency_limit=once,
+        ),
+        checkpoint_flow.to_deployment(
+            name="audit-checkpoint", cron=s.checkpoint_cron, concurrency_limit=once
+        ),
     ]
+    if chargeback_feed is not None:
+        made.append(
+            chargeback_flow.to_deployment(
+                name="chargeback-feed",
+                cron=s.chargebacks_cron,
+                parameters={"feed_path": str(chargeback_feed)},
+                concurrency_limit=once,
+            )
+        )
     return [d for d in made if isinstance(d, RunnerDeployment)]  # sync calls: never coroutines
+
+
+def full_name(name: str, made: list[RunnerDeployment]) -> str:
+    """`flow/deployment`, as Prefect names a deployment, from the deployment's own name."""
+    for d in made:
+        if name in (d.name, f"{d.flow_name}/{d.name}"):
+            return f"{d.flow_name}/{d.name}"
+    known = ", ".join(d.name for d in made)
+    raise FraudloopError(f"no deployment named {name!r}; the deployments are: {known}")

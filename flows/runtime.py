@@ -9,6 +9,7 @@ from fraudloop.clock import utcnow
 from fraudloop.policy import Policy, load_policy
 from fraudloop.settings import Settings, get_settings
 from fraudloop.storage import migrate
+from labeling import server
 from labeling.client import LabelStudioClient, connect
 from labeling.projects import ensure_projects
 from labeling.webhook import ensure_webhooks
@@ -33,6 +34,13 @@ class Runtime:
     def labelstudio(self) -> LabelStudioClient:
         s = self.settings
         return connect(s.labelstudio_url, s.labelstudio_token)
+
+    def labelstudio_down(self) -> str | None:
+        """What to tell a user when Label Studio does not answer (None when it does)."""
+        url = self.settings.labelstudio_url
+        if server.is_up(url):
+            return None
+        return f"Label Studio at {url} is not answering; start it with `fraudloop up` (review work waits in the outbox)"
 
     def projects(self, client: LabelStudioClient) -> dict[str, int]:
         """One project per policy queue (Tier 1 sync/async, second sign-off, Tier 2)."""

@@ -7,11 +7,11 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import Runtime, runtime
-from fraudloop.alerts import AlertSink, LogSink, WebhookSink
+from fraudloop.alerts import AlertSink, WebhookSink
 from fraudloop.storage import open_session
 from labeling.escalation import PatchResult, push_patches
 from labeling.outbox import DeliveryResult, deliver_by_policy
-from labeling.review.paging import send_pages
+from labeling.review.paging import page_sink, send_pages
 from labeling.review.sla import SweepResult, sweep
 
 
@@ -48,7 +48,7 @@ def sla_sweep_flow(now: datetime | None = None, page_url: str | None = None) -> 
     rt = runtime()
     now = now or rt.clock()
     result = escalate_overdue(rt, now)
-    paged = page_tier3(rt, result, WebhookSink(page_url) if page_url else LogSink(), now)
+    paged = page_tier3(rt, result, WebhookSink(page_url) if page_url else page_sink(rt.policy), now)
     delivered, patched = mirror(rt, now)
     return {
         "escalated": len(result.escalated),

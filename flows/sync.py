@@ -4,7 +4,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import Runtime, runtime
@@ -30,6 +30,10 @@ def sync_flow(now: datetime | None = None) -> dict[str, Any]:
     """Outbox delivery (cases kept while Label Studio was down), then a full reconciliation pass."""
     rt = runtime()
     now = now or rt.clock()
+    down = rt.labelstudio_down()
+    if down is not None:  # one line, not three retries' tracebacks: nothing to do until it is up
+        get_run_logger().error(down)
+        return {"error": down, "delivered": 0}
     delivery = deliver_reviews(rt, now)
     return {
         **asdict(reconcile(rt, now)),

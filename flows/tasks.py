@@ -13,6 +13,7 @@ from fraudloop.process import tune_for_scoring
 from fraudloop.storage import open_session
 from labeling.outbox import DeliveryResult, deliver_by_policy, held_alerts
 from models.challenger import Challenger, fit_challenger, holdout_metrics, run_record
+from models.governance import selection_strategy
 from models.promotion import promote
 from models.registry import champion_version, log_and_register
 from models.scoring import ScoringModel, load_model
@@ -75,8 +76,18 @@ def register_and_judge(
     window_days: int,
 ) -> dict[str, Any]:
     """Log + register the challenger, move `champion` only if it wins (audited either way)."""
-    s, learning = rt.settings, rt.policy.learning
-    run = run_record(challenger, as_of, window_days, learning.holdout_days, rt.policy.version)
+    s, policy = rt.settings, rt.policy
+    learning = policy.learning
+    parent = champion_version(s.model_name, tracking_uri=s.tracking_uri)
+    run = run_record(
+        challenger,
+        as_of,
+        window_days,
+        learning.holdout_days,
+        policy.version,
+        parent=parent,
+        strategy=selection_strategy(policy),
+    )
     version = log_and_register(
         challenger.model,
         challenger.split.train.X,
@@ -86,6 +97,7 @@ def register_and_judge(
         s.tracking_uri,
         s.model_name,
         config=challenger.config,
+        tags=run.tags,
     )
     with open_session(rt.db_url) as session, session.begin():
         result = promote(
@@ -108,5 +120,7 @@ def register_and_judge(
         "champion_metrics": champion,
         "n_train": len(challenger.split.train.y),
         "reviewed_labels_in_training": challenger.reviewed_in_training,
+        "label_counts": challenger.label_counts,
+        "parent": parent,
         "training_ids": challenger.split.train.transaction_ids,
     }

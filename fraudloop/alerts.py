@@ -1,14 +1,16 @@
 """Alerts and the sinks they go to; sinks are pluggable so operators choose log, webhook or both."""
 
+import hashlib
 import logging
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
+from urllib.parse import urlparse
 
 import httpx
 from pydantic import BaseModel
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from fraudloop.errors import ServiceUnavailable
+from fraudloop.errors import FraudloopError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,9 @@ class Alert(BaseModel):
     window_minutes: int | None
     at: datetime
     message: str
+    kind: Literal["alert", "resolution"] = "alert"  # a resolution: the rule's alert has cleared
+    tier: int | None = None  # who it is for (`escalation.matrix` in the policy) ...
+    contacts: list[str] = []  # ... and how the receiver reaches them
 
 
 class AlertSink(Protocol):
@@ -86,3 +91,33 @@ class WebhookSink:
             raise ServiceUnavailable(
                 f"alert webhook {self.url} failed ({exc}); check the URL or use the log sink"
             ) from exc
+
+
+def sink_name(spec: str) -> str:
+    """A stable name for a configured sink, safe to store and audit: a webhook URL often
+    carries its credential in the path, so only its host and a digest of the whole URL show."""
+    if spec == "log":
+        return "log"
+    digest = hashlib.sha256(spec.encode()).hexdigest()[:8]
+    return f"webhook:{urlparse(spec).hostname}:{digest}"
+
+
+def configured_sinks(
+    specs: list[str], attempts: int = 3, max_wait_seconds: float = 8.0
+) -> dict[str, AlertSink]:
+    """The sinks `Settings.alert_sinks` names ("log" or webhook URLs), by `sink_name`."""
+    sinks: dict[str, AlertSink] = {}
+    for spec in specs:
+        if spec == "log":
+            sinks["log"] = LogSink()
+        elif urlparse(spec).scheme in ("http", "https"):
+            sinks[sink_name(spec)] = WebhookSink(
+                spec, attempts=attempts, max_wait_seconds=max_wait_seconds
+            )
+        else:
+            raise FraudloopError(
+                f'FRAUDLOOP_ALERT_SINKS: {spec!r} is neither "log" nor an http(s) webhook URL'
+            )
+    if not sinks:
+        raise FraudloopError('FRAUDLOOP_ALERT_SINKS is empty: alerts would go nowhere; use ["log"]')
+    return sinks

@@ -18,7 +18,8 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,14 +27,16 @@ from typing import Any, cast
 
 import orjson
 import pandas as pd
-from sqlalchemy import CursorResult, Row, Table, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, Row, Table, and_, case, exists, func, or_, select, text, update
+from sqlalchemy.orm import Session, aliased
 
+from fraudloop import merkle
 from fraudloop.bulk import insert_rows
 from fraudloop.errors import FraudloopError
 from fraudloop.storage import (
     AuditChainHead,
     AuditEvent,
+    Decision,
     json_default,
     json_text,
     one_of,
@@ -58,11 +61,18 @@ CONTENT_FIELDS = (  # what the hash covers; never seq (chain order is seq) nor t
     "details",
 )
 _JSON_FIELDS = ("input_snapshot", "explanation_tokens", "sla_metadata", "details")
+# the events that set a decision's final state (`decisions.final_decision`, reviewer, rationale):
+# the router's (`pipeline.route`: final, or none yet) and the final review's
+# (`labeling.review.answers.finalize`); any other event leaves the decision as it was
+ROUTED, DECIDED, REVIEWED = "routed_to_review", "decision", "review"
+DECISION_EVENTS = (DECIDED, ROUTED, REVIEWED)
+_LISTED = 10  # findings of one kind spelled out; the rest are counted
 _HEAD = 1  # the id of the chain head's one row
 _CHAIN_LOCK = 0x6672617564617564  # "fraudaud": the one PostgreSQL advisory lock of the chain
 _SQLITE_WRITE_LOCK = text("UPDATE audit_events SET seq = seq WHERE 0")  # begins the write txn
 _KEYS_PER_QUERY = 5_000
 _STREAM_BATCH = 2_000
+_DEFERRED = "fraudloop.audit.deferred"  # `Session.info` key of the events `deferred` holds back
 _CANONICAL = json.JSONEncoder(  # what `json.dumps` builds per call with these arguments
     sort_keys=True,
     separators=(",", ":"),
@@ -81,8 +91,29 @@ class ChainMoved(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """What a signed checkpoint says the chain was: `n_events` long, ending in `head_hash`, the
+    events' hashes under `merkle_root` (hex, RFC 6962); `name` says where it came from."""
+
+    n_events: int
+    head_hash: str
+    merkle_root: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something wrong beside a broken link: `kind` is "head", "truncated", "rewritten",
+    "checkpoint" or "decision"; `detail` says what, naming the event, checkpoint or decision."""
+
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class VerifyResult:
-    """`head_hash` is the last event's hash: keep it elsewhere to also detect a cut-off tail."""
+    """`head_hash` is the last event's hash; the head row, checkpoints and decisions each add
+    `findings`. Without checkpoints a cut-off tail that also moved the head row goes unseen."""
 
     ok: bool
     n_events: int
@@ -91,20 +122,31 @@ class VerifyResult:
     problem: str | None = None  # "edited" | "deleted or reordered"
     n_problems: int = 0
     head_hash: str | None = None
+    findings: tuple[Finding, ...] = ()
+    n_decisions: int = 0
+    n_checkpoints: int = 0
 
     def message(self) -> str:
         if self.ok:
             head = f", head {self.head_hash}" if self.head_hash else ""
-            return f"audit trail intact: {self.n_events:,} events{head}"
+            checked = f"; {self.n_decisions:,} decisions agree with it" if self.n_decisions else ""
+            signed = (
+                f"; {self.n_checkpoints} signed checkpoint(s) hold" if self.n_checkpoints else ""
+            )
+            return f"audit trail intact: {self.n_events:,} events{head}{checked}{signed}"
+        problems = [f"{f.kind}: {f.detail}" for f in self.findings]
+        if self.first_bad_seq is not None:
+            problems.insert(0, self._chain_problem())
+        return "audit trail broken: " + "\n  ".join(problems)
+
+    def _chain_problem(self) -> str:
         event = f"event seq {self.first_bad_seq} (event_id {self.first_bad_event_id})"
         what = (
             f"{event} was edited: its content no longer matches its hash"
             if self.problem == "edited"
             else f"the chain breaks just before {event}: an event was deleted or reordered"
         )
-        return (
-            f"audit trail broken: {what} ({self.n_problems} problem(s) in {self.n_events:,} events)"
-        )
+        return f"{what} ({self.n_problems} problem(s) in {self.n_events:,} events)"
 
 
 def event(
@@ -172,9 +214,15 @@ def _sha256(prev_hash: str, text: str) -> str:
 
 
 def append(session: Session, events: list[dict[str, Any]]) -> int:
-    """Chain and insert the events not stored yet, in the caller's transaction; returns how many."""
+    """Chain and insert the events not stored yet, in the caller's transaction; returns how many.
+
+    Inside `deferred`, the events are checked and held back instead, and chained at its end.
+    """
     if not events:
         return 0
+    held = session.info.get(_DEFERRED)
+    if held is not None:
+        return _hold(session, held, events)
     _lock_chain(session)
     fresh = _unseen(session, events)
     if not fresh:
@@ -193,7 +241,7 @@ def append(session: Session, events: list[dict[str, Any]]) -> int:
     moved = session.execute(
         update(AuditChainHead)
         .where(AuditChainHead.id == _HEAD, AuditChainHead.hash == head)
-        .values(hash=prev)
+        .values(hash=prev, n_events=AuditChainHead.n_events + len(rows))
     )
     if cast(CursorResult[Any], moved).rowcount != 1:
         raise ChainMoved(
@@ -202,11 +250,57 @@ def append(session: Session, events: list[dict[str, Any]]) -> int:
     return insert_rows(session, cast(Table, AuditEvent.__table__), rows)
 
 
-def verify(session: Session) -> VerifyResult:
-    """Recompute the chain in seq order, streaming; reports the first broken event."""
+@contextmanager
+def deferred(session: Session) -> Iterator[None]:
+    """Many small appends as one: inside the block `append` checks each event's key against
+    the store and the events held so far, returns what it would have returned, and holds the
+    new ones; at the end of the block they are chained and inserted in one append, in the order
+    they came. The chain is locked from the first append on, as it would have been. Reads of
+    the trail inside the block see only stored events: `flush` first where that matters."""
+    if _DEFERRED in session.info:  # nested: the outer block appends
+        yield
+        return
+    session.info[_DEFERRED] = {}
+    try:
+        yield
+        flush(session)
+    finally:
+        session.info.pop(_DEFERRED, None)
+
+
+def flush(session: Session) -> int:
+    """Chain and insert what `deferred` holds now; returns how many."""
+    held = session.info.pop(_DEFERRED, None)
+    if held is None:
+        return 0
+    try:
+        return append(session, list(held.values()))
+    finally:
+        session.info[_DEFERRED] = {}
+
+
+def known(session: Session, keys: list[str]) -> set[str]:
+    """The keys among `keys` that are stored or held back by `deferred`."""
+    held = session.info.get(_DEFERRED) or {}
+    return {k for k in keys if k in held} | set(_stored_keys(session, keys))
+
+
+def _hold(session: Session, held: dict[str, dict[str, Any]], events: list[dict[str, Any]]) -> int:
+    _lock_chain(session)
+    fresh = [ev for ev in _unseen(session, events) if ev["idempotency_key"] not in held]
+    for ev in fresh:
+        held[ev["idempotency_key"]] = ev
+    return len(fresh)
+
+
+def verify(session: Session, anchors: Sequence[Anchor] = ()) -> VerifyResult:
+    """Recompute the chain in seq order, streaming, reporting the first broken event; then hold
+    it against its head row, the checkpoints given (their signatures already checked) and the
+    decisions table. A link can only show what was cut out of the middle: the rest need these."""
     n_events = n_problems = 0
     first: tuple[int, str, str] | None = None
     prev_hash = GENESIS
+    marks = _AnchorCheck(anchors)
     for record in _stream(session):
         n_events += 1
         problem = _check(record, prev_hash)
@@ -214,19 +308,206 @@ def verify(session: Session) -> VerifyResult:
             n_problems += 1
             first = first or (record["seq"], record["event_id"], problem)
         prev_hash = record["hash"]
+        marks.add(prev_hash)
+    findings = [*head_findings(chain_head(session), n_events, prev_hash), *marks.findings()]
+    findings += decision_findings(session)
     return VerifyResult(
-        ok=first is None,
+        ok=first is None and not findings,
         n_events=n_events,
         first_bad_seq=first[0] if first else None,
         first_bad_event_id=first[1] if first else None,
         problem=first[2] if first else None,
         n_problems=n_problems,
         head_hash=prev_hash if n_events else None,
+        findings=tuple(findings),
+        n_decisions=session.scalar(select(func.count()).select_from(Decision)) or 0,
+        n_checkpoints=len(anchors),
     )
 
 
-def export_jsonl(session: Session, path: Path, transaction_id: str | None = None) -> int:
-    """Events in chain order, one JSON object a line (with seq and hashes); returns how many."""
+def records(session: Session, transaction_id: str | None = None) -> Iterator[dict[str, Any]]:
+    """Stored events as the export writes them (seq, content, hashes), in chain order."""
+    return _stream(session, transaction_id)
+
+
+def chain_hashes(session: Session) -> Iterator[tuple[int, str, str]]:
+    """`(seq, prev_hash, hash)` of every event in chain order, streaming: what checkpoints read."""
+    stmt = select(AuditEvent.seq, AuditEvent.prev_hash, AuditEvent.hash).order_by(AuditEvent.seq)
+    for row in session.execute(stmt.execution_options(yield_per=_STREAM_BATCH)):
+        yield row.seq, row.prev_hash, row.hash
+
+
+def chain_head(session: Session) -> tuple[str, int] | None:
+    """The head row's `(hash, n_events)`: where appends say the chain ends (None: no row)."""
+    row = session.execute(
+        select(AuditChainHead.hash, AuditChainHead.n_events).where(AuditChainHead.id == _HEAD)
+    ).first()
+    return None if row is None else (row.hash, row.n_events)
+
+
+def head_findings(stored: tuple[str, int] | None, n_events: int, last_hash: str) -> list[Finding]:
+    """The head row against the chain read: a tail cut off without moving it shows here."""
+    if stored is None:
+        return [Finding("head", "the chain has no head row: the store's schema is not migrated")]
+    found = []
+    if stored[0] != last_hash:
+        found.append(
+            Finding(
+                "head",
+                f"the head row says the chain ends in {stored[0]}, its last event is "
+                f"{last_hash}: events were deleted from the end, or the head row was moved",
+            )
+        )
+    if stored[1] != n_events:
+        found.append(
+            Finding("head", f"the head row counts {stored[1]:,} events, the chain has {n_events:,}")
+        )
+    return found
+
+
+def decision_findings(session: Session) -> list[Finding]:
+    """Each decision's final state against its last decision event (`DECISION_EVENTS`), and
+    each final review against the routing that sent it to review; found in the database.
+
+    The events' content is checked by the chain, so this only trusts what the chain vouches for.
+    Events of transactions without a decision row are not reported (alerts, promotions)."""
+    mismatched = [_decision_finding(row) for row in session.execute(_mismatched_decisions())]
+    unrouted = [
+        Finding(
+            "decision",
+            f"review event seq {row.seq} for {row.transaction_id} follows no routed_to_review "
+            "event: a final review of a case the router never sent to review",
+        )
+        for row in session.execute(_unrouted_reviews())
+    ]
+    return _capped(mismatched) + _capped(unrouted)
+
+
+def _mismatched_decisions() -> Any:
+    """Decisions whose final decision, reviewer or rationale is not what their last decision
+    event set (or that have none), in one query."""
+    last = (
+        select(AuditEvent.transaction_id, func.max(AuditEvent.seq).label("seq"))
+        .where(AuditEvent.event_type.in_(DECISION_EVENTS))
+        .group_by(AuditEvent.transaction_id)
+        .subquery()
+    )
+    ev = aliased(AuditEvent)
+    reviewed = ev.event_type == REVIEWED
+    reviewer = case((reviewed, ev.actor), else_=None)
+    rationale = case((reviewed, ev.review_rationale), else_=None)
+    return (
+        select(
+            Decision.transaction_id,
+            Decision.final_decision,
+            Decision.reviewer,
+            ev.seq,
+            ev.decision,
+            reviewer.label("event_reviewer"),
+        )
+        .outerjoin(last, last.c.transaction_id == Decision.transaction_id)
+        .outerjoin(ev, ev.seq == last.c.seq)
+        .where(
+            or_(
+                ev.seq.is_(None),
+                Decision.final_decision.is_distinct_from(ev.decision),
+                Decision.reviewer.is_distinct_from(reviewer),
+                Decision.review_rationale.is_distinct_from(rationale),
+            )
+        )
+        .order_by(Decision.transaction_id)
+    )
+
+
+def _unrouted_reviews() -> Any:
+    review, routed = aliased(AuditEvent), aliased(AuditEvent)
+    was_routed = exists().where(
+        and_(
+            routed.transaction_id == review.transaction_id,
+            routed.event_type == ROUTED,
+            routed.seq < review.seq,
+        )
+    )
+    return (
+        select(review.seq, review.transaction_id)
+        .where(review.event_type == REVIEWED, review.transaction_id.is_not(None), ~was_routed)
+        .order_by(review.seq)
+    )
+
+
+def _decision_finding(row: Row[Any]) -> Finding:
+    said = f"final {row.final_decision} (reviewer {row.reviewer})"
+    if row.seq is None:
+        return Finding("decision", f"decision {row.transaction_id} says {said}: no event says so")
+    return Finding(
+        "decision",
+        f"decision {row.transaction_id} says {said}, its last decision event (seq {row.seq}) "
+        f"says final {row.decision} (reviewer {row.event_reviewer}): changed without an event",
+    )
+
+
+def _capped(findings: list[Finding]) -> list[Finding]:
+    if len(findings) <= _LISTED:
+        return findings
+    rest = len(findings) - _LISTED
+    return [*findings[:_LISTED], Finding(findings[0].kind, f"... and {rest:,} more like these")]
+
+
+class _AnchorCheck:
+    """Checkpoints against the chain as it streams by: at each checkpoint's length, the event's
+    hash and the Merkle root so far must be the signed ones; a checkpoint longer than the chain
+    means its tail was cut off (and the head row moved back, or the head would say so)."""
+
+    def __init__(self, anchors: Sequence[Anchor]) -> None:
+        self._due = sorted(anchors, key=lambda a: a.n_events, reverse=True)  # next one last
+        self._tree = merkle.RootBuilder() if anchors else None
+        self._found: list[Finding] = []
+        self._check_due(GENESIS)  # checkpoints of the empty chain
+
+    def add(self, event_hash: str) -> None:
+        if self._tree is None:
+            return
+        self._tree.add(merkle.leaf_hash(bytes.fromhex(event_hash)))
+        self._check_due(event_hash)
+
+    def findings(self) -> list[Finding]:
+        size = self._tree.size if self._tree else 0
+        cut = [
+            Finding(
+                "truncated",
+                f"checkpoint {a.name} signed {a.n_events:,} events, the chain has {size:,}: "
+                "events were deleted from its end",
+            )
+            for a in reversed(self._due)
+        ]
+        return self._found + cut
+
+    def _check_due(self, event_hash: str) -> None:
+        size = self._tree.size if self._tree else 0
+        while self._due and self._due[-1].n_events == size:
+            anchor = self._due.pop()
+            root = self._tree.root().hex() if self._tree else merkle.EMPTY_ROOT.hex()
+            if event_hash != anchor.head_hash or root != anchor.merkle_root:
+                self._found.append(
+                    Finding(
+                        "rewritten",
+                        f"event {size:,} of the chain is not the one checkpoint {anchor.name} "
+                        f"signed (hash {event_hash}, signed {anchor.head_hash}; Merkle root "
+                        f"{'as signed' if root == anchor.merkle_root else 'differs'}): the "
+                        "chain was rewritten at or before it",
+                    )
+                )
+
+
+def export_jsonl(
+    session: Session,
+    path: Path,
+    transaction_id: str | None = None,
+    checkpoints: Iterable[Mapping[str, Any]] = (),
+) -> int:
+    """Events in chain order, one JSON object a line (with seq and hashes), then each signed
+    checkpoint given as `{"checkpoint": {...}}`, a copy out of the database's reach; returns
+    how many events."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     n = 0
@@ -234,6 +515,8 @@ def export_jsonl(session: Session, path: Path, transaction_id: str | None = None
         for record in _stream(session, transaction_id):
             out.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
             n += 1
+        for checkpoint in checkpoints:
+            out.write(json.dumps({"checkpoint": checkpoint}, ensure_ascii=False) + "\n")
     partial.replace(path)
     return n
 

@@ -21,7 +21,20 @@ class Route(StrEnum):
 REVIEW_ROUTES = (Route.SYNC_REVIEW, Route.ASYNC_REVIEW)
 TIER2_QUEUE = "tier2"
 SIGNOFF_QUEUE = "second_signoff"
-QUEUES = (*REVIEW_ROUTES, SIGNOFF_QUEUE, TIER2_QUEUE)  # Tier 3 is a page, never a queue
+ACTIVE_LEARNING_QUEUE = "active_learning"  # picks within the budget: an answer is a label only
+EXPLORATION = "exploration"  # a random pick's strategy, and the source of its answer's label
+# Tier 3 is a page, never a queue
+QUEUES = (*REVIEW_ROUTES, SIGNOFF_QUEUE, TIER2_QUEUE, ACTIVE_LEARNING_QUEUE)
+
+
+class Strategy(StrEnum):
+    """How `pipeline.selection` picks what people review beyond the router."""
+
+    TOP_SCORE = "top_score"
+    UNCERTAINTY = "uncertainty"
+    DIVERSITY = "diversity"
+    IMPACT = "impact"
+    MIX = "mix"
 
 
 class _Strict(BaseModel):
@@ -65,11 +78,14 @@ class Sla(_Strict):
     async_review: int = Field(gt=0)
     tier2: int = Field(gt=0)
     second_signoff: int = Field(gt=0)
+    active_learning: int = Field(gt=0)
 
 
 class Queue(_Strict):
     tier: int = Field(ge=1, le=2)
     description: str
+    priority_factor: float = Field(default=1.0, gt=0, le=1)  # x score x amount (`queue_priority`)
+    escalate_on_breach: bool = True  # past its SLA, the sweep moves a case to Tier 2
 
 
 class SimilarWeights(_Strict):
@@ -80,6 +96,13 @@ class SimilarWeights(_Strict):
     same_terminal: float = Field(ge=0)
 
 
+class Contacts(_Strict):
+    """One row of the escalation matrix: the team a tier reaches and how to reach it."""
+
+    team: str = Field(min_length=1)
+    contacts: list[str] = Field(min_length=1)
+
+
 class Escalation(_Strict):
     page_on_tier2_breach: bool
     page_on_senior_escalation: bool
@@ -88,6 +111,15 @@ class Escalation(_Strict):
     similar_cases: int = Field(ge=0)
     similar_pool: int = Field(gt=0)
     similar_weights: SimilarWeights
+    page_target: str = Field(pattern=r"^(log|https?://\S+)$")  # Tier 3 pages: log or a webhook
+    matrix: dict[int, Contacts]  # tier -> who it reaches; alerts and pages carry the contacts
+
+    @model_validator(mode="after")
+    def _every_tier_reachable(self) -> "Escalation":
+        missing = {1, 2, 3} - set(self.matrix)
+        if missing:
+            raise ValueError(f"escalation.matrix needs tiers {sorted(missing)}")
+        return self
 
 
 class Fallback(_Strict):
@@ -107,6 +139,26 @@ class Review(_Strict):
     daily_budget: int = Field(ge=0)
 
 
+class ActiveLearning(_Strict):
+    """What people review beyond the router, within `review.daily_budget` (`pipeline.selection`)."""
+
+    strategy: Strategy
+    exploration_share: float = Field(ge=0, le=1)
+    pace_hourly: bool
+    diversity_pool: int = Field(gt=0)
+    mix: dict[Strategy, float] = Field(min_length=1)
+    seed: int
+    estimate_confidence: float = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _mix_is_a_split(self) -> "ActiveLearning":
+        if Strategy.MIX in self.mix or any(share <= 0 for share in self.mix.values()):
+            raise ValueError("mix: positive shares of top_score, uncertainty, diversity, impact")
+        if not math.isclose(sum(self.mix.values()), 1.0):
+            raise ValueError(f"mix: shares must sum to 1, got {sum(self.mix.values()):g}")
+        return self
+
+
 class Learning(_Strict):
     chargeback_delay_days: int = Field(ge=0)
     train_window_days: int = Field(gt=0)
@@ -121,11 +173,35 @@ class Monitoring(_Strict):
 
 
 class Schedules(_Strict):
+    score_intake_seconds: int = Field(gt=0)
     sync_minutes: int = Field(gt=0)
     sla_sweep_minutes: int = Field(gt=0)
     chargebacks_cron: str
+    drift_cron: str
     retrain_cron: str
     report_cron: str
+    alerts_minutes: int = Field(gt=0)
+    checkpoint_cron: str
+    sync_overlap_seconds: int = Field(ge=0)
+
+
+class Intake(_Strict):
+    """The landing folders: a file is taken once it has not changed for `settle_seconds`."""
+
+    settle_seconds: float = Field(ge=0)
+
+
+class AmountBand(_Strict):
+    """A category of transactions by amount: above `above`, up to `up_to` (None: no limit)."""
+
+    above: float = Field(ge=0)
+    up_to: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "AmountBand":
+        if self.up_to is not None and self.up_to <= self.above:
+            raise ValueError("need up_to > above")
+        return self
 
 
 class Alerts(_Strict):
@@ -134,6 +210,34 @@ class Alerts(_Strict):
     latency_sla_factor_max: float = Field(gt=0)
     latency_window_minutes: int = Field(gt=0)
     confidence_drop_max: float = Field(ge=0, le=1)
+    # the sustained rules (`monitoring.alert_rules`): each evaluation measures a trailing period,
+    # a rule fires once breached for its window, then keeps quiet for the cooldown
+    confidence_window_minutes: int = Field(gt=0)
+    measure_minutes: int = Field(gt=0)
+    max_gap_minutes: int = Field(gt=0)
+    cooldown_minutes: int = Field(ge=0)
+    override_min_reviews: int = Field(gt=0)
+    tier: int = Field(ge=1, le=3)
+    # amount bands the override rule watches, each counting its high-impact transactions only
+    categories: dict[str, AmountBand] = Field(min_length=1)
+
+
+class RateLimits(_Strict):
+    """Requests and velocities the API takes, in `limits` notation ("600/minute")."""
+
+    per_api_key: str = Field(pattern=r"^\d+/(second|minute|hour)$")
+    per_card: str = Field(pattern=r"^\d+/(second|minute|hour)$")
+    per_terminal: str = Field(pattern=r"^\d+/(second|minute|hour)$")
+
+
+class Limits(_Strict):
+    """What the door takes at most; beyond it a record is refused, never truncated silently."""
+
+    quarantine_record_bytes: int = Field(gt=0)  # bigger bad records: an excerpt and their hash
+    max_amount: float = Field(gt=0)  # an amount above is refused at the door (422)
+    max_text_length: int = Field(gt=0)  # card number, e-mail and IP address, each
+    max_body_bytes: int = Field(gt=0)  # an API request body above is refused (413)
+    rate: RateLimits
 
 
 class Policy(_Strict):
@@ -147,10 +251,13 @@ class Policy(_Strict):
     escalation: Escalation
     fallback: Fallback
     review: Review
+    active_learning: ActiveLearning
     learning: Learning
     monitoring: Monitoring
     schedules: Schedules
+    intake: Intake
     alerts: Alerts
+    limits: Limits
 
     @model_validator(mode="after")
     def _fallback_never_allows_high_impact(self) -> "Policy":
@@ -172,9 +279,21 @@ class Policy(_Strict):
                 raise ValueError(f"queue {name!r} has no SLA in sla_minutes")
         return self
 
+    @model_validator(mode="after")
+    def _learning_after_the_router(self) -> "Policy":
+        """Picks are optional work: they must never outrank a mandatory review of like impact."""
+        if self.priority_factor(ACTIVE_LEARNING_QUEUE) >= 1:
+            raise ValueError("queues.active_learning.priority_factor must be below 1")
+        return self
+
     def queue_sla(self, queue: str) -> int:
         """SLA in minutes of a review queue (every queue has one, checked on load)."""
         return int(getattr(self.sla_minutes, queue))
+
+    def priority_factor(self, queue: str) -> float:
+        """What a queue's cases' priority is scaled by (1 outside the policy's queues)."""
+        known = self.queues.get(queue)
+        return known.priority_factor if known else 1.0
 
     def sla_for(self, route: Route) -> int | None:
         """SLA in minutes for a review route, None for automatic routes."""
@@ -202,6 +321,15 @@ def route(score: float, confidence: float, policy: Policy) -> Route:
     if score >= rules.sync_score_from or confidence < rules.low_confidence_below:
         return Route.SYNC_REVIEW
     return Route.ASYNC_REVIEW
+
+
+def route_transaction(score: float, confidence: float, amount: float, policy: Policy) -> Route:
+    """`route`, and a person for what the model would allow above the high-impact amount: a
+    low score on a huge amount is no reason to let it through unseen."""
+    routed = route(score, confidence, policy)
+    if routed is Route.AUTO_ALLOW and is_high_impact(amount, policy):
+        return Route.ASYNC_REVIEW
+    return routed
 
 
 def _route_generic(risk: float, confidence: float, rules: GenericRules) -> Route:
@@ -236,12 +364,15 @@ def queue_priority(
     amount: float,
     waiting: timedelta = timedelta(0),
     boost_per_hour: float = 0.0,
+    factor: float = 1.0,
 ) -> float:
     """A review case's place in its queue: expected impact (score x amount; no score, as under
     the fallback rules, counts as certain fraud), grown by whole hours waiting, so queues are
-    worked by what is at stake, old cases rise, and a rank changes at most hourly."""
+    worked by what is at stake, old cases rise, and a rank changes at most hourly. `factor` is
+    the queue's (`Policy.priority_factor`): optional work ranks below mandatory work."""
     hours = max(0, math.floor(waiting.total_seconds() / 3600))
-    return round((1.0 if score is None else score) * amount * (1 + boost_per_hour * hours), 4)
+    impact = (1.0 if score is None else score) * amount * (1 + boost_per_hour * hours)
+    return round(factor * impact, 4)
 
 
 @dataclass(frozen=True)

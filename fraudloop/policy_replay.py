@@ -12,7 +12,14 @@ import pandas as pd
 
 from fraudloop.decisions import HUMAN_DECISIONS
 from fraudloop.errors import FraudloopError
-from fraudloop.policy import REVIEW_ROUTES, Policy, Route, fallback_route, is_high_impact, route
+from fraudloop.policy import (
+    REVIEW_ROUTES,
+    Policy,
+    Route,
+    fallback_route,
+    is_high_impact,
+    route_transaction,
+)
 
 ACTIONS = ("blocked", "allowed", "review")
 TRUTHS = ("fraud", "legit", "unknown")
@@ -35,7 +42,7 @@ def replay_routes(decisions: pd.DataFrame, policy: Policy) -> pd.Series:
     routes = [
         fallback_route(amount, str((snapshot or {}).get("terminal_id", "")), policy)
         if pd.isna(score)
-        else route(score, confidence, policy)
+        else route_transaction(score, confidence, amount, policy)
         for score, confidence, amount, snapshot in zip(
             decisions["score"],
             decisions["confidence"],

@@ -17,7 +17,7 @@ class ApiKey(BaseModel):
     """One API client: only the SHA-256 of its key is configured (keys are random, not passwords)."""
 
     name: str
-    role: Literal["scorer", "reviewer", "senior", "data_scientist", "admin"]
+    role: Literal["scorer", "chargebacks", "reviewer", "senior", "data_scientist", "admin"]
     sha256: str = Field(pattern="^[0-9a-f]{64}$")
 
 
@@ -50,6 +50,24 @@ class Settings(BaseSettings):
     )
     model_refresh_seconds: float = Field(
         30.0, gt=0, description="How often the API checks where the champion alias points"
+    )
+    alert_sinks: list[str] = Field(
+        ["log"],
+        description='Where alerts go (JSON list): "log" and/or webhook URLs; every one gets each',
+    )
+    # the scheduler side (`fraudloop up`): a Prefect server, the deployments, the intake folders
+    prefect_api_url: str = Field(
+        "http://127.0.0.1:4200/api", description="The Prefect server `up` starts, flows report to"
+    )
+    prefect_database_url: str | None = Field(
+        None, description="Prefect's database (postgresql+asyncpg://…); default SQLite under home"
+    )
+    api_url: str = Field("http://127.0.0.1:8000", description="Where `up` serves the online API")
+    landing_transactions: Path | None = Field(
+        None, description="Transaction files are dropped here; default <home>/landing/transactions"
+    )
+    landing_chargebacks: Path | None = Field(
+        None, description="Chargeback files are dropped here; default <home>/landing/chargebacks"
     )
 
     @model_validator(mode="after")
@@ -87,6 +105,18 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home.resolve() / "reports"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home.resolve() / "prefect"
+
+    @property
+    def transactions_landing(self) -> Path:
+        return (self.landing_transactions or self.home / "landing" / "transactions").resolve()
+
+    @property
+    def chargebacks_landing(self) -> Path:
+        return (self.landing_chargebacks or self.home / "landing" / "chargebacks").resolve()
 
     @property
     def labelstudio_host(self) -> str:

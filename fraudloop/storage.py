@@ -17,6 +17,7 @@ import orjson
 import pandas as pd
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ColumnElement,
     DateTime,
@@ -32,14 +33,17 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    make_url,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from fraudloop.bulk import insert_rows
+from fraudloop.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -117,7 +121,15 @@ class ReviewTask(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[str | None] = mapped_column(String(32))
     ls_patch: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    __table_args__ = (Index("ix_review_tasks_queue_status", "queue", "status"),)
+    # active learning (pipeline.selection): why a pick beyond the router, by which strategy, and
+    # its chance to be drawn (1 for a deterministic pick), which the exploration estimate weights by
+    selection_reason: Mapped[str | None] = mapped_column(Text)
+    strategy: Mapped[str | None] = mapped_column(String(16))
+    propensity: Mapped[float | None] = mapped_column(Float)
+    __table_args__ = (
+        Index("ix_review_tasks_queue_status", "queue", "status"),
+        Index("ix_review_tasks_queue_created", "queue", "created_at"),
+    )
 
 
 class Reviewer(Base):
@@ -181,6 +193,7 @@ class AuditChainHead(Base):
     __tablename__ = "audit_chain_head"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     hash: Mapped[str] = mapped_column(String(64))
+    n_events: Mapped[int] = mapped_column(Integer, server_default="0")  # events up to `hash`
 
 
 class Quarantine(Base):
@@ -193,6 +206,74 @@ class Quarantine(Base):
     field: Mapped[str] = mapped_column(String(64))
     problem: Mapped[str] = mapped_column(Text)
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # one row per distinct rejected input (record, field and problem)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("content_hash", name="uq_quarantine_content_hash"),)
+
+
+class IntakeFile(Base):
+    """A file taken from a landing folder (`fraudloop.intake`), known by its content hash so
+    that the same file dropped twice is read once. `rows_done` is its watermark, moved with each
+    chunk in the chunk's own transaction: a run that crashed halfway is finished from there."""
+
+    __tablename__ = "intake_files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # transactions | chargebacks
+    name: Mapped[str] = mapped_column(String(512))  # relative to its landing folder
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))  # processing | done | duplicate | rejected
+    rows: Mapped[int] = mapped_column(Integer)
+    rows_done: Mapped[int] = mapped_column(Integer)
+    taken_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    note: Mapped[str | None] = mapped_column(Text)  # why rejected, or the file it repeats
+    __table_args__ = (
+        UniqueConstraint("kind", "name", "sha256", name="uq_intake_files_kind_name_sha256"),
+        Index("ix_intake_files_kind_sha256", "kind", "sha256"),
+    )
+
+
+class ChargebackRow(Base):
+    """A chargeback as it arrived (landing file or `POST /v1/chargebacks`), once per
+    transaction; the label it gives is in `labels` (source "chargeback")."""
+
+    __tablename__ = "chargebacks"
+    transaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chargeback_date: Mapped[datetime] = mapped_column(DateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    source: Mapped[str] = mapped_column(String(512))  # "api" or the landing file's name
+    actor: Mapped[str] = mapped_column(String(128))
+
+
+class AlertStateRow(Base):
+    """One sustained alert rule for one scope between evaluations (`monitoring.alert_rules`),
+    and its outbox: `unsent` holds the alerts and resolutions some sink has not taken yet, each
+    with the sinks that have (`monitoring.alerting.deliver_alerts`)."""
+
+    __tablename__ = "alert_state"
+    rule: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    evaluated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_value: Mapped[float | None] = mapped_column(Float)
+    first_breach_at: Mapped[datetime | None] = mapped_column(DateTime)
+    active_since: Mapped[datetime | None] = mapped_column(DateTime)
+    last_fired_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    unsent: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class SyncWatermark(Base):
+    """How far the label sync has read one Label Studio project, on the server's clock: when
+    its last pass began, or the newest change it read (`labeling.reconcile.sync_reviews`)."""
+
+    __tablename__ = "label_sync_watermarks"
+    source: Mapped[str] = mapped_column(String(256), primary_key=True)  # server URL + project
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    synced_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 def json_text(value: Any) -> str:
@@ -239,10 +320,20 @@ def json_default(value: Any) -> Any:
 
 
 def migrate(url: str) -> None:
-    """Bring the schema to the latest Alembic revision."""
+    """Bring the schema to the latest Alembic revision; an unreachable database is one line."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), "head")
+    try:
+        command.upgrade(alembic_config(url), "head")
+    except OperationalError as exc:
+        raise ServiceUnavailable(unreachable(url, exc)) from exc
+
+
+def unreachable(url: str, exc: BaseException) -> str:
+    """What to tell a user whose database does not answer (the URL without its password)."""
+    where = make_url(url).render_as_string(hide_password=True)
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    return f"database {where} is unavailable ({reason}); start it or set FRAUDLOOP_DB_URL"
 
 
 def alembic_config(url: str) -> "Config":

@@ -15,6 +15,7 @@ import httpx
 from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
 
 from fraudloop.errors import FraudloopError, ServiceUnavailable
+from fraudloop.pids import alive, signal_group
 from fraudloop.settings import Settings
 
 PID_FILE = "labelstudio.pid"
@@ -197,12 +198,12 @@ def stop(data_dir: Path, grace: float = 15.0) -> bool:
     if ours is None:
         return False
     pid = ours[0]
-    _signal_group(pid, signal.SIGTERM)
+    signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
-        _signal_group(pid, signal.SIGKILL)
+    if alive(pid):
+        signal_group(pid, signal.SIGKILL)
     return True
 
 
@@ -213,31 +214,9 @@ def running(data_dir: Path) -> tuple[int, str] | None:
         pid = int(pid_text)
     except (FileNotFoundError, ValueError):
         return None
-    return (pid, url) if _alive(pid) else None
+    return (pid, url) if alive(pid) else None
 
 
 def _port_busy(host: str, port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) == 0
-
-
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie we could reap."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        reaped = 0  # not our child: fall back to a signal probe
-    if reaped == pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass

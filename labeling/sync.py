@@ -7,11 +7,13 @@ timeout, no retry); this pull is the reconciliation pass that makes the loop rel
 
 import json
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from fraudloop.errors import ServiceUnavailable
 from labeling.client import LabelStudioClient
 from labeling.label_config import (
     ReviewOutcome,
@@ -41,6 +43,7 @@ class AnnotationRecord(BaseModel):
     updated_at: datetime
     lead_time: float | None  # seconds the reviewer spent, as measured by the UI
     result: list[dict[str, Any]]
+    task_updated_at: datetime | None = None  # the task's change stamp, which the sync filters on
 
 
 def fetch_annotations(
@@ -49,7 +52,9 @@ def fetch_annotations(
     """Annotations created or edited after `since` (all when None), oldest change first.
 
     Pass the largest `updated_at` already seen as the next `since`: it is the server's clock,
-    so no change falls between two syncs. Naive datetimes are taken as UTC.
+    so no change falls between two syncs. Naive datetimes are taken as UTC. With `since`, only
+    the tasks changed after it are read (a Data Manager query on `updated_at`, which an edited
+    annotation moves too): a sync when nothing changed costs one request per queue.
     """
     if since is None:
         tasks = _export(client, project_id, {})
@@ -60,6 +65,8 @@ def fetch_annotations(
             for start in range(0, len(ids), EXPORT_CHUNK)
             for task in _export(client, project_id, {"ids[]": ids[start : start + EXPORT_CHUNK]})
         ]
+    if not tasks:
+        return []  # nothing changed: no need to ask who the users are
     emails = user_emails(client)
     records = [
         annotation_record(task, annotation, emails)
@@ -70,6 +77,15 @@ def fetch_annotations(
     if since is not None:
         records = [r for r in records if r.updated_at > as_utc(since)]
     return sorted(records, key=lambda r: (r.updated_at, r.annotation_id))
+
+
+def server_now(client: LabelStudioClient) -> datetime:
+    """Label Studio's clock (the `Date` of a health check, to the second, naive UTC): the
+    watermark of a queue a pass found nothing in, so the next pass need not read it all."""
+    stamp = client.request("GET", "/health").headers.get("Date")
+    if stamp is None:
+        raise ServiceUnavailable(f"Label Studio at {client.url} sent no Date header")
+    return parsedate_to_datetime(stamp).astimezone(UTC).replace(tzinfo=None)
 
 
 def parse_outcome(
@@ -137,6 +153,7 @@ def annotation_record(
         updated_at=annotation["updated_at"],
         lead_time=annotation.get("lead_time"),
         result=list(result),
+        task_updated_at=task.get("updated_at"),
     )
 
 

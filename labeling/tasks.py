@@ -47,6 +47,7 @@ class ReviewCase(BaseModel):
     priority: float | None = None  # the store's, aged as the case waits; else score x amount
     similar: list[dict[str, Any]] = []
     notice: str = ""
+    selection_reason: str = ""  # an active-learning pick: why it was chosen (`pipeline.selection`)
 
     @field_validator("reasons", mode="before")
     @classmethod
@@ -74,7 +75,8 @@ def build_task(case: Mapping[str, Any]) -> dict[str, Any]:
         "priority": rank,
         "headline": f"Case {c.case_id} · SLA due {due:%Y-%m-%d %H:%M} UTC "
         f"· model {c.model_version}",
-        "notice": c.notice,
+        "notice": _notice(c),
+        "selection_reason": c.selection_reason,
         "summary": f"Model recommends {c.recommendation.upper()}: "
         f"fraud probability {c.score:.1%}, priority {rank:,.2f}",
         "reasons": "\n".join(f"{i}. {text}" for i, text in enumerate(c.reasons, 1)),
@@ -85,6 +87,18 @@ def build_task(case: Mapping[str, Any]) -> dict[str, Any]:
     }
     _refuse_sensitive(c.case_id, data)
     return {"data": data}
+
+
+def _notice(c: ReviewCase) -> str:
+    """What the reviewer must know first; for a pick, that the answer is a label only."""
+    if not c.selection_reason:
+        return c.notice
+    decided = {"approve": "approved", "reject": "blocked"}.get(c.recommendation, c.recommendation)
+    learning = (
+        f"Chosen to teach the model, already {decided} automatically: your answer is a label "
+        f"and changes no decision. Why this case: {c.selection_reason}"
+    )
+    return f"{c.notice} · {learning}" if c.notice else learning
 
 
 def push_tasks(

@@ -16,6 +16,10 @@ from models.train import FraudModel, train_model
 from models.training_set import TrainingFrame, build_training_frame
 
 CP_K = 100
+ROUTER_ONLY = "router-only"  # the selection strategy of a loop that reviews only what it routes
+NO_PARENT = "none"
+PARENT_TAG, POLICY_TAG, STRATEGY_TAG = "parent", "policy", "selection_strategy"
+LABELS_TAG = "labels."  # + source: training rows with a label from that source
 
 
 @dataclass(frozen=True)
@@ -67,21 +71,44 @@ class Challenger:
     split: HoldoutSplit
     metrics: dict[str, float]
     config: ModelConfig  # as trained: features with the policy's delay, training params
-    reviewed_in_training: int  # training rows whose label came from a reviewer
+    label_counts: dict[str, int]  # training rows with a label from each source known at as_of
+
+    @property
+    def reviewed_in_training(self) -> int:
+        """Training rows whose label came from a router review."""
+        return self.label_counts.get("review", 0)
 
 
 @dataclass(frozen=True)
 class RunRecord:
     """What the MLflow run of a challenger logs: params (the run's and the whole model config,
-    `ModelConfig.as_params`), metrics (NaN left out), data window."""
+    `ModelConfig.as_params`), metrics (NaN left out), data window, and the lineage tags (also
+    params) its registered version carries: parent, policy, selection strategy, label counts."""
 
     params: dict[str, object]
     metrics: dict[str, float]
     window: dict[str, str]
+    tags: dict[str, str]
+
+
+def lineage_tags(
+    label_counts: dict[str, int], parent: int | None, policy: str, strategy: str
+) -> dict[str, str]:
+    """What a version was made from, as registry tags (string values, one key per source)."""
+    counts = {f"{LABELS_TAG}{source}": str(n) for source, n in sorted(label_counts.items())}
+    parent_tag = NO_PARENT if parent is None else str(parent)
+    return {PARENT_TAG: parent_tag, POLICY_TAG: policy, STRATEGY_TAG: strategy, **counts}
 
 
 def run_record(
-    challenger: Challenger, as_of: datetime, window_days: int, holdout_days: int, policy: str
+    challenger: Challenger,
+    as_of: datetime,
+    window_days: int,
+    holdout_days: int,
+    policy: str,
+    *,
+    parent: int | None = None,
+    strategy: str = ROUTER_ONLY,
 ) -> RunRecord:
     split = challenger.split
     window = {
@@ -99,7 +126,17 @@ def run_record(
         "policy": policy,
         **challenger.config.as_params(),
     }
-    return RunRecord(params, metrics, window)
+    tags = lineage_tags(challenger.label_counts, parent, policy, strategy)
+    return RunRecord({**params, **tags}, metrics, window, tags)
+
+
+def label_counts(labels: pd.DataFrame, training_ids: list[str], as_of: datetime) -> dict[str, int]:
+    """Training rows with a label event from each source known before `as_of`, every source
+    present (0 included); a row reviewed and later charged back counts under both."""
+    known = labels.loc[labels["known_at"] < as_of, ["transaction_id", "source"]]
+    used = known[known["transaction_id"].astype(str).isin(set(training_ids))]
+    rows = used.groupby("source")["transaction_id"].nunique()
+    return {str(source): int(rows.get(source, 0)) for source in known["source"].unique()}
 
 
 def fit_challenger(
@@ -115,7 +152,5 @@ def fit_challenger(
     split = split_by_time(frame, transactions, holdout_days)
     model = train_model(split.train.X, split.train.y, config.training)
     metrics = holdout_metrics(split, model.predict_proba(split.holdout.X))
-    reviewed = set(labels.loc[labels["source"] == "review", "transaction_id"])
-    return Challenger(
-        model, split, metrics, config, len(reviewed.intersection(split.train.transaction_ids))
-    )
+    counts = label_counts(labels, split.train.transaction_ids, as_of)
+    return Challenger(model, split, metrics, config, counts)

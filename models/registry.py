@@ -27,6 +27,7 @@ CHALLENGER = "challenger"
 PYFUNC_FILE = Path(__file__).with_name("pyfunc.py")
 RUNTIME_PACKAGES = ("mlflow", "xgboost", "pandas", "numpy", "scikit-learn")
 MODEL_CONFIG_ARTIFACT = "model_config.yaml"
+HISTORY_TAG = "champion_history"  # registered-model tag: the champions in order, JSON list
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,11 @@ def log_and_register(
     artifact_root: Path | None = None,
     experiment: str = "fraudloop",
     config: ModelConfig | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> int:
     """One MLflow run with params, metrics, data window, feature list and (given) the model
-    config it was trained with, as `model_config.yaml`; returns the version."""
+    config it was trained with, as `model_config.yaml`; returns the version. `tags` (lineage:
+    `models.challenger.lineage_tags`) go on the run and on the version, beside the window's."""
     client = _client(tracking_uri)
     experiment_id = _experiment_id(
         client, experiment, artifact_root or default_artifact_root(tracking_uri)
@@ -93,7 +96,8 @@ def log_and_register(
         mlflow.log_dict({"features": model.features}, "features.json")
         if config is not None:
             mlflow.log_dict(config.model_dump(mode="json"), MODEL_CONFIG_ARTIFACT)
-        mlflow.set_tags({f"data_window.{k}": v for k, v in data_window.items()})
+        version_tags = {**{f"data_window.{k}": v for k, v in data_window.items()}, **(tags or {})}
+        mlflow.set_tags(version_tags)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_FILE),
@@ -104,8 +108,8 @@ def log_and_register(
             registered_model_name=model_name,
         )
     version = int(info.registered_model_version)
-    for key, value in data_window.items():
-        client.set_model_version_tag(model_name, str(version), f"data_window.{key}", value)
+    for key, value in version_tags.items():
+        client.set_model_version_tag(model_name, str(version), key, value)
     return version
 
 
@@ -126,6 +130,31 @@ def alias_version(name: str, alias: str, *, tracking_uri: str) -> int | None:
 
 def champion_version(name: str, *, tracking_uri: str) -> int | None:
     return alias_version(name, CHAMPION, tracking_uri=tracking_uri)
+
+
+def champion_history(name: str, *, tracking_uri: str) -> list[int]:
+    """The versions that held `champion`, oldest first, as the registry recorded each move; a
+    champion set before the history was kept (or by hand in MLflow) is its last entry."""
+    client = _client(tracking_uri)
+    try:
+        recorded = client.get_registered_model(name).tags.get(HISTORY_TAG)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise
+    history = [int(v) for v in json.loads(recorded)] if recorded else []
+    current = champion_version(name, tracking_uri=tracking_uri)
+    if current is not None and history[-1:] != [current]:
+        history.append(current)
+    return history
+
+
+def set_champion(name: str, version: int, history: list[int], *, tracking_uri: str) -> None:
+    """Move `champion` to `version` and keep `history` (ending with it), so a rollback knows the
+    champion before it."""
+    client = _client(tracking_uri)
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
 
 
 def promote_if_better(
@@ -158,7 +187,8 @@ def promote_if_better(
         reason = f"{challenger_metric:.4f} <= {champion_metric:.4f} + {min_gain}"
     client = _client(tracking_uri)
     if promote:
-        client.set_registered_model_alias(name, CHAMPION, str(challenger_version))
+        history = [*champion_history(name, tracking_uri=tracking_uri), challenger_version]
+        set_champion(name, challenger_version, history, tracking_uri=tracking_uri)
         if alias_version(name, CHALLENGER, tracking_uri=tracking_uri) is not None:
             client.delete_registered_model_alias(name, CHALLENGER)
     elif current != challenger_version:

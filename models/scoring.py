@@ -8,7 +8,7 @@ from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc import load_model as load_model_from
 from mlflow.tracking import MlflowClient
 
-from fraudloop.errors import FraudloopError
+from fraudloop.errors import FraudloopError, ServiceUnavailable
 from fraudloop.settings import Settings
 from models.explain import confidence, explain
 
@@ -47,9 +47,14 @@ def load_model(tracking_uri: str, name: str, alias: str = CHAMPION) -> ScoringMo
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        raise FraudloopError(
-            f"MLflow registry at {tracking_uri}: model '{name}' has no version with alias "
-            f"'{alias}'. Train and promote a model first (fraudloop train)."
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise FraudloopError(
+                f"MLflow registry at {tracking_uri}: model '{name}' has no version with alias "
+                f"'{alias}'. Train and promote a model first (fraudloop train)."
+            ) from exc
+        raise ServiceUnavailable(
+            f"MLflow registry at {tracking_uri} is unavailable ({exc.message[:200]}); "
+            "check FRAUDLOOP_MLFLOW_TRACKING_URI and that the server is up"
         ) from exc
     uri = client.get_model_version_download_uri(name, version.version)
     pyfunc = load_model_from(uri)

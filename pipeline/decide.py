@@ -1,22 +1,30 @@
 """The decision pipeline as plain functions: the scoring flow and the online API both call it.
 
-validate -> stored history -> features -> champion (+ SHAP) -> route -> decisions, audit, outbox.
+validate -> stored history -> features -> champion (+ SHAP) -> route -> decisions, audit, outbox
+-> (batches) active-learning picks within the day's review budget (`pipeline.selection`).
 No Prefect here: a flow wraps these steps in tasks, an API calls them with a warm model.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fraudloop import decisions, labels
-from fraudloop.policy import Policy
+from fraudloop.decisions import DecisionBatch
+from fraudloop.policy import ACTIVE_LEARNING_QUEUE, REVIEW_ROUTES, Policy
 from fraudloop.schema import validate_batch
+from fraudloop.storage import ReviewTask
 from models.scoring import ScoringModel
+from pipeline import selection
 from pipeline.features import RunHistory, batch_features, feature_config
-from pipeline.route import ModelInfo, build_decisions
+from pipeline.route import ModelInfo, build_decisions, learning_cases
+
+# the cases a day's review budget counts: the router's (mandatory) and the picks beyond them
+BUDGET_QUEUES = [*(r.value for r in REVIEW_ROUTES), ACTIVE_LEARNING_QUEUE]
 
 
 @dataclass
@@ -25,6 +33,7 @@ class BatchResult:
     new_decisions: int
     rejected: int
     fallback: bool
+    picked: int = 0  # active-learning review cases added within the day's budget
 
     @classmethod
     def total(cls, results: list["BatchResult"]) -> "BatchResult":
@@ -34,6 +43,7 @@ class BatchResult:
             new_decisions=sum(r.new_decisions for r in results),
             rejected=sum(r.rejected for r in results),
             fallback=any(r.fallback for r in results),
+            picked=sum(r.picked for r in results),
         )
 
 
@@ -44,6 +54,7 @@ class Decided:
     decisions: list[dict[str, Any]]
     new: int
     fallback: bool
+    picked: int = 0
 
 
 def predict(
@@ -73,12 +84,12 @@ def score_batch(
 ) -> BatchResult:
     """The whole decision path for one batch, in the caller's transaction (idempotent); `run`
     when it is one of several consecutive batches (see `RunHistory`)."""
-    frame, rejected = validate_batch(records)
-    decisions.quarantine(session, rejected, now)
+    frame, rejected = validate_batch(records, policy.limits)
+    decisions.quarantine(session, rejected, now, policy.limits.quarantine_record_bytes)
     if frame.empty:
         return BatchResult(0, 0, len(rejected), fallback=False)
-    done = decide(session, frame, model, policy, now, run)
-    return BatchResult(len(frame), done.new, len(rejected), fallback=done.fallback)
+    done = decide(session, frame, model, policy, now, run, select_reviews=True)
+    return BatchResult(len(frame), done.new, len(rejected), done.fallback, done.picked)
 
 
 def decide(
@@ -88,9 +99,63 @@ def decide(
     policy: Policy,
     now: datetime,
     run: RunHistory | None = None,
+    select_reviews: bool = False,
 ) -> Decided:
-    """Score, route and store transactions already validated (`schema.transactions_frame`)."""
+    """Score, route and store transactions already validated (`schema.transactions_frame`);
+    with `select_reviews` (batches: an online request of one has nothing to choose among),
+    add active-learning picks within the day's budget. A retried batch picks nothing again."""
     scored, info, _ = predict(session, model, tx, policy, run)
     labels.add_transactions(session, tx)
     batch = build_decisions(tx, scored, policy, info, now)
-    return Decided(batch.decisions, decisions.save(session, batch), fallback=scored is None)
+    new = decisions.save(session, batch)
+    picked = 0
+    if select_reviews and new and scored is not None:
+        picked = add_picks(session, tx, scored, batch, policy, now)
+    return Decided(batch.decisions, new, fallback=scored is None, picked=picked)
+
+
+def add_picks(
+    session: Session,
+    tx: pd.DataFrame,
+    scored: pd.DataFrame,
+    routed: DecisionBatch,
+    policy: Policy,
+    now: datetime,
+) -> int:
+    """Store the batch's active-learning picks, as many as the day's budget has room for; a
+    day whose budget is spent costs one count query."""
+    config = policy.active_learning
+    used = reviews_on_day(session, now)
+    room = selection.allowance(policy.review.daily_budget, used, now, config.pace_hourly)
+    if room <= 0:
+        return 0
+    batch = pd.DataFrame(
+        {
+            "transaction_id": tx["transaction_id"].to_numpy(),
+            "route": [d["route"] for d in routed.decisions],
+            "score": scored["score"].to_numpy(),
+            "confidence": scored["confidence"].to_numpy(),
+            "amount": tx["amount"].to_numpy(),
+            "reasons": scored["reasons"].to_numpy(),
+        }
+    )
+    cands = selection.candidates(batch)
+    if cands.empty:
+        return 0
+    seed = selection.batch_seed(config.seed, now, str(cands["transaction_id"].iloc[0]))
+    picks = selection.select_reviews(cands, room, config, seed)
+    decisions.save(session, learning_cases(picks, cands, policy, now))
+    return len(picks)
+
+
+def reviews_on_day(session: Session, now: datetime) -> int:
+    """Review cases the budget has counted on `now`'s UTC day (the router's and the picks),
+    by when they were opened: with their decision, so by `decided_at`."""
+    day = datetime.combine(now.date(), time())
+    stmt = (
+        select(func.count())
+        .select_from(ReviewTask)
+        .where(ReviewTask.queue.in_(BUDGET_QUEUES))
+        .where(ReviewTask.created_at >= day, ReviewTask.created_at < day + timedelta(days=1))
+    )
+    return int(session.scalar(stmt) or 0)

@@ -12,17 +12,19 @@ from fraudloop import audit
 from fraudloop.decisions import DecisionBatch
 from fraudloop.frames import column_values
 from fraudloop.policy import (
+    ACTIVE_LEARNING_QUEUE,
     REVIEW_ROUTES,
     Policy,
     Route,
     fallback_route,
     queue_priority,
     recommendation,
-    route,
+    route_transaction,
 )
 from fraudloop.redaction import redact_frame
 
 FINAL_FOR_ROUTE = {Route.AUTO_ALLOW: "auto_approve", Route.AUTO_BLOCK: "auto_reject"}
+SELECTED = "selected_for_review"  # the audit event of an active-learning pick
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def build_decisions(
         if score is None:
             rt = fallback_route(amount, terminal, policy)
         else:
-            rt = route(score, confidence, policy)
+            rt = route_transaction(score, confidence, amount, policy)
         final = FINAL_FOR_ROUTE.get(rt)
         model_version = model.version if model and score is not None else None
         batch.decisions.append(
@@ -113,4 +115,51 @@ def build_decisions(
                     "attempts": 0,
                 }
             )
+    return batch
+
+
+def learning_cases(
+    picks: pd.DataFrame, cands: pd.DataFrame, policy: Policy, now: datetime
+) -> DecisionBatch:
+    """Active-learning picks (`pipeline.selection`) as review cases of their own queue, each
+    audited with why it was chosen. No decision changes: the automatic one stays final, and an
+    answer becomes a label (`labeling.review.answers`)."""
+    batch = DecisionBatch()
+    queue = ACTIVE_LEARNING_QUEUE
+    factor, sla = policy.priority_factor(queue), policy.queue_sla(queue)
+    rows = picks.merge(cands[["transaction_id", "score", "amount"]], on="transaction_id")
+    columns = ("transaction_id", "strategy", "reason", "propensity", "score", "amount")
+    for tx_id, strategy, reason, propensity, score, amount in zip(
+        *(column_values(rows, c) for c in columns), strict=True
+    ):
+        case_id = f"{tx_id}:{queue}"
+        batch.reviews.append(
+            {
+                "case_id": case_id,
+                "transaction_id": tx_id,
+                "queue": queue,
+                "priority": queue_priority(score, amount, factor=factor),
+                "created_at": now,
+                "sla_due_at": now + timedelta(minutes=sla),
+                "status": "pending",
+                "attempts": 0,
+                "selection_reason": reason,
+                "strategy": strategy,
+                "propensity": propensity,
+            }
+        )
+        batch.events.append(
+            audit.event(
+                f"selected:{case_id}",
+                SELECTED,
+                "active_learning",
+                now,
+                transaction_id=tx_id,
+                case_id=case_id,
+                strategy=strategy,
+                propensity=propensity,
+                reason=reason,
+                policy_version=policy.version,
+            )
+        )
     return batch

@@ -1,17 +1,32 @@
-"""One reviewer answer in, applied once: decide, hold for a second sign-off, escalate or return."""
+"""One reviewer answer in, applied once: decide, hold for a second sign-off, escalate or return.
+
+An answer on an active-learning case (or on the Tier 2 case it was escalated to) is a label,
+never a decision: the transaction keeps its automatic final decision, the label (source
+`active_learning`, or `exploration` for a random pick) enters the features at once, and the
+case closes. Disagreeing with the model there needs a rationale as anywhere
+(`labeling.label_config.validate_annotation`, one rule for every queue): "the automatic
+decision was wrong" is the finding the exploration estimate counts and the QA meeting reads.
+"""
 
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from fraudloop import audit
 from fraudloop.decisions import HUMAN_DECISIONS
 from fraudloop.labels import add_labels
-from fraudloop.policy import SIGNOFF_QUEUE, TIER2_QUEUE, Policy, is_high_impact
-from fraudloop.storage import AuditEvent, Decision, Reviewer, ReviewTask
+from fraudloop.policy import (
+    ACTIVE_LEARNING_QUEUE,
+    EXPLORATION,
+    SIGNOFF_QUEUE,
+    TIER2_QUEUE,
+    Policy,
+    is_high_impact,
+)
+from fraudloop.storage import Decision, Reviewer, ReviewTask
 from labeling.review.cases import (
     NOTE_EVENT,
     OPEN,
@@ -48,6 +63,7 @@ class Answer(BaseModel):
 
 # answer kinds that leave an audit event keyed by the annotation (see Answer.key)
 _KINDS = ("review", "answer", "invalid")
+LABEL_EVENT = "learning_label"  # an active-learning answer: a label, the decision unchanged
 
 
 def receive(session: Session, answer: Answer, policy: Policy, now: datetime) -> str:
@@ -111,6 +127,7 @@ def _act(
             answer.annotation_id,
         )
         return "escalated"
+    origin = learning_origin(session, task)  # a pick: the answer is a label, no sign-off
     if task.queue == SIGNOFF_QUEUE:
         first = session.get(ReviewTask, task.parent_case_id or "")
         if first is not None and first.decision != answer.decision:
@@ -121,11 +138,14 @@ def _act(
             )
             escalate(session, task, Exit.SIGNOFF_DISAGREEMENT, reason, answer.reviewer, policy, now)
             return "escalated"
-    elif tier(task, policy) == 1 and is_high_impact(decision.amount, policy):
+    elif origin is None and tier(task, policy) == 1 and is_high_impact(decision.amount, policy):
         _record_answer(session, task, answer, "first_signoff", policy, now)
         open_case(session, task, SIGNOFF_QUEUE, policy, now)
         return "awaiting_signoff"
-    finalize(session, task, answer, policy, now)
+    if origin is not None:
+        record_label(session, task, origin, answer, policy, now)
+    else:
+        finalize(session, task, answer, policy, now)
     return "applied"
 
 
@@ -149,11 +169,8 @@ def _rule_problem(session: Session, task: ReviewTask, answer: Answer) -> str | N
 
 
 def _seen(session: Session, answer: Answer) -> bool:
-    keys = [answer.key(kind) for kind in _KINDS]
-    return (
-        session.scalar(select(AuditEvent.seq).where(AuditEvent.idempotency_key.in_(keys)).limit(1))
-        is not None
-    )
+    """Stored, or held back by a batch of answers being applied (`audit.deferred`)."""
+    return bool(audit.known(session, [answer.key(kind) for kind in _KINDS]))
 
 
 def _event(
@@ -219,6 +236,8 @@ def finalize(
                 review_rationale=answer.rationale,
                 reviewed_at=now,
             )
+            # by key: "evaluate" would scan every decision a batch of answers holds in memory
+            .execution_options(synchronize_session="fetch")
         )
         if answer.decision in HUMAN_DECISIONS:
             label = {
@@ -229,6 +248,54 @@ def finalize(
                 "actor": answer.reviewer,
             }
             add_labels(session, [label])
+    _decided(task, answer, now)
+    return new
+
+
+def learning_origin(session: Session, task: ReviewTask) -> ReviewTask | None:
+    """The active-learning case `task` is, or was escalated from; None for the router's."""
+    if task.queue == ACTIVE_LEARNING_QUEUE:
+        return task
+    parent = session.get(ReviewTask, task.parent_case_id) if task.parent_case_id else None
+    return parent if parent is not None and parent.queue == ACTIVE_LEARNING_QUEUE else None
+
+
+def record_label(
+    session: Session,
+    task: ReviewTask,
+    origin: ReviewTask,
+    answer: Answer,
+    policy: Policy,
+    now: datetime,
+) -> bool:
+    """An answer on an active-learning case: its label and audit event, the case closed, the
+    decision left as the router made it; False if this answer was applied before."""
+    source = EXPLORATION if origin.strategy == EXPLORATION else ACTIVE_LEARNING_QUEUE
+    event = audit.event(
+        answer.key("review"),
+        LABEL_EVENT,
+        answer.reviewer,
+        now,
+        transaction_id=task.transaction_id,
+        decision=answer.decision,
+        review_rationale=answer.rationale,
+        sla_metadata=sla_metadata(task, policy, now),
+        annotation_id=answer.annotation_id,
+        case_id=task.case_id,
+        label_source=source,
+        strategy=origin.strategy,
+        propensity=origin.propensity,
+    )
+    new = audit.append(session, [event]) == 1
+    if new and answer.decision in HUMAN_DECISIONS:
+        label = {
+            "transaction_id": task.transaction_id,
+            "is_fraud": HUMAN_DECISIONS[answer.decision],
+            "known_at": now,
+            "source": source,
+            "actor": answer.reviewer,
+        }
+        add_labels(session, [label])
     _decided(task, answer, now)
     return new
 
@@ -258,6 +325,7 @@ def _return_to_queue(
 def _annotate(session: Session, task: ReviewTask, answer: Answer, now: datetime) -> None:
     """A note for whoever works the case next: it stays open, its SLA clock running."""
     _keep_open(session, task, answer, NOTE_EVENT, now)
+    audit.flush(session)  # the notes are read from the trail: this one must be in it
     patch(task, data={"reviewer_notes": reviewer_notes(session, task.transaction_id)})
 
 

@@ -183,6 +183,7 @@ def review_cases(
             "priority": t.priority,
             "similar": similar.get(t.transaction_id, []),
             "notice": notice(session, t),
+            "selection_reason": t.selection_reason or "",  # why active learning chose it
         }
         for t in tasks
     ]

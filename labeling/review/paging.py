@@ -11,11 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fraudloop import audit
-from fraudloop.alerts import Alert, AlertSink
+from fraudloop.alerts import Alert, AlertSink, LogSink, WebhookSink
 from fraudloop.errors import ServiceUnavailable
 from fraudloop.policy import TIER2_QUEUE, Policy
 from fraudloop.storage import AuditEvent, Decision, ReviewTask
 from labeling.review.cases import OPEN, SWEEP_ACTOR, Exit
+
+TIER3 = 3  # the tier a page reaches (`escalation.matrix`)
 
 
 class Page(BaseModel):
@@ -29,6 +31,7 @@ class Page(BaseModel):
     amount: float
     sla_minutes: float
     overdue_minutes: float
+    contacts: list[str] = []  # Tier 3's row of the policy's escalation matrix
 
 
 def pages_due(session: Session, policy: Policy, now: datetime) -> list[Page]:
@@ -55,6 +58,7 @@ def pages_due(session: Session, policy: Policy, now: datetime) -> list[Page]:
                 amount=amount,
                 sla_minutes=round(sla, 2),
                 overdue_minutes=round((now - task.sla_due_at).total_seconds() / 60, 2),
+                contacts=list(policy.escalation.matrix[TIER3].contacts),
             )
         )
     if not candidates:
@@ -91,7 +95,16 @@ def page_alert(page: Page, now: datetime) -> Alert:
         window_minutes=None,
         at=now,
         message=f"Tier 3 page: {page.reason}",
+        tier=TIER3,
+        contacts=page.contacts,
     )
+
+
+def page_sink(policy: Policy) -> AlertSink:
+    """Where Tier 3 pages go: the policy's `escalation.page_target` (the log, or a pager's
+    webhook)."""
+    target = policy.escalation.page_target
+    return LogSink() if target == "log" else WebhookSink(target)
 
 
 def record_page(session: Session, page: Page, sink: str, now: datetime) -> bool:

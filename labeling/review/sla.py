@@ -22,7 +22,8 @@ class SweepResult:
 def sweep(session: Session, policy: Policy, now: datetime) -> SweepResult:
     """Escalate Tier 1 cases past their SLA, age priorities, and list the pages now due."""
     result = SweepResult()
-    tier1 = [q for q, cfg in policy.queues.items() if cfg.tier == 1]
+    # a queue may opt out (`escalate_on_breach`): an overdue label request is no incident
+    tier1 = [q for q, cfg in policy.queues.items() if cfg.tier == 1 and cfg.escalate_on_breach]
     overdue = session.scalars(
         select(ReviewTask)
         .where(ReviewTask.status.in_(OPEN), ReviewTask.queue.in_(tier1))
@@ -49,7 +50,11 @@ def refresh_priorities(session: Session, policy: Policy, now: datetime) -> int:
     changed = 0
     for task, score, amount, decided_at in rows:
         value = queue_priority(
-            score, amount, now - decided_at, policy.escalation.age_boost_per_hour
+            score,
+            amount,
+            now - decided_at,
+            policy.escalation.age_boost_per_hour,
+            policy.priority_factor(task.queue),
         )
         if abs(value - task.priority) < 1e-6:  # noqa: PLR2004 - equal within float rounding
             continue

@@ -178,16 +178,30 @@ def test_a_decision_stored_by_a_concurrent_writer_is_the_answer(
         answer = _decide(session, fresh, state.models.current(), state.policy)
     stored = answer[record["transaction_id"]]
     assert stored.fallback and stored.decided_at == datetime(2018, 5, 1)
+    assert stored.replayed  # for this request, the other writer's decision is a replay
     assert count(client, Decision.transaction_id) == 1
 
 
-def test_same_id_with_other_values_is_a_conflict(client: TestClient, world: pd.DataFrame) -> None:
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("amount", lambda r: r["amount"] + 1),
+        ("customer_id", lambda r: r["customer_id"] + "-other"),
+        ("terminal_id", lambda r: r["terminal_id"] + "-other"),
+        ("card", lambda _: "5500 0000 0000 0004"),
+    ],
+)
+def test_same_id_with_other_values_is_a_conflict(
+    client: TestClient, world: pd.DataFrame, field: str, change: Any
+) -> None:
+    """Reusing an id for another transaction once replayed the old decision."""
     record = transactions(world, 1)[0]
     assert client.post("/v1/score", json=record, headers=header("scorer")).status_code == 200
-    changed = {**record, "amount": record["amount"] + 1}
+    key = "card_number" if field == "card" else field
+    changed = {**record, key: change(record)}
     response = client.post("/v1/score", json=changed, headers=header("scorer"))
     assert response.status_code == 409
-    assert response.json()["detail"][0]["field"] == "amount"
+    assert response.json()["detail"][0]["field"] == field
 
 
 @pytest.mark.parametrize(
@@ -203,17 +217,22 @@ def test_same_id_with_other_values_is_a_conflict(client: TestClient, world: pd.D
         (lambda r: {**r, "customer_id": "4111111111111111"}, "customer_id", "card number"),
         (lambda r: {**r, "terminal_id": "shop@example.com"}, "terminal_id", "e-mail"),
         (lambda r: {**r, "customer_id": "   "}, "customer_id", "blank"),
+        (lambda r: {**r, "customer_id": "c\ud800"}, "customer_id", "lone surrogate"),
+        (lambda r: {**r, "terminal_id": "t\x00"}, "terminal_id", "NUL byte"),
+        (lambda r: {**r, "note": "\ud800"}, "note", "lone surrogate"),
     ],
 )
 def test_bad_records_name_field_and_problem_and_are_quarantined(
     client: TestClient, world: pd.DataFrame, mutate: Any, field: str, problem: str
 ) -> None:
     good, bad = transactions(world, 2)
-    response = client.post("/v1/score", json=[good, mutate(bad)], headers=header("scorer"))
+    body = json.dumps([good, mutate(bad)])  # ASCII: a lone surrogate travels as its escape
+    headers = {**header("scorer"), "content-type": "application/json"}
+    response = client.post("/v1/score", content=body, headers=headers)
     assert response.status_code == 422
-    [detail] = response.json()["detail"]
+    detail = response.json()["detail"][0]  # the first of the record's problems
     assert (detail["index"], detail["field"]) == (1, field)
-    assert problem in detail["problem"]
+    assert any(problem in d["problem"] for d in response.json()["detail"])
     assert count(client, Quarantine.id, Quarantine.field == field) == 1
     assert count(client, Decision.transaction_id) == 0  # all or nothing
 

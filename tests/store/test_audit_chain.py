@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from audit_tamper import attacker, tamper
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -89,9 +90,7 @@ def _verify(url: str) -> audit.VerifyResult:
 
 
 def _sql(url: str, *statements: str) -> None:
-    with make_engine(url).begin() as conn:
-        for stmt in statements:
-            conn.execute(text(stmt))
+    tamper(url, *statements)  # the append-only triggers dropped first, as by an attacker
 
 
 def test_chain_verifies_and_retries_add_nothing(db_url: str) -> None:
@@ -184,7 +183,7 @@ def test_an_edited_field_is_found(db_url: str, tamper: str) -> None:
 
 def test_an_edited_json_field_is_found(db_url: str) -> None:
     _append(db_url, _events(5))
-    with make_engine(db_url).begin() as conn:
+    with attacker(db_url) as conn:
         snapshot = {"amount": 1.0, "card": "**** 1234", "nested": {"b": 1, "a": [1]}}
         conn.execute(
             text("UPDATE audit_events SET input_snapshot = :v WHERE seq = 4"),
@@ -213,7 +212,7 @@ def test_swapped_contents_are_found(db_url: str) -> None:
     _append(db_url, _events(5))
     e = _events(5)
     swap = text("UPDATE audit_events SET transaction_id = :tx, timestamp = :ts WHERE seq = :seq")
-    with make_engine(db_url).begin() as conn:
+    with attacker(db_url) as conn:
         conn.execute(swap, {"tx": "tx-3", "ts": e[3]["timestamp"], "seq": 2})
         conn.execute(swap, {"tx": "tx-1", "ts": e[1]["timestamp"], "seq": 4})
     result = _verify(db_url)

@@ -133,7 +133,7 @@ def test_quarantine_keeps_redacted_record(db_url: str) -> None:
     )
     engine = make_engine(db_url)
     with Session(engine) as s, s.begin():
-        decisions.quarantine(s, rejected, NOW)
+        decisions.quarantine(s, rejected, NOW, POLICY.limits.quarantine_record_bytes)
     with Session(engine) as s:
         row = s.scalars(select(Quarantine)).one()
         assert row.transaction_id == "x" and row.field

@@ -1,5 +1,7 @@
 """The API's warm champion: swapped when the alias moves, kept through a registry outage."""
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -37,8 +39,15 @@ Setup = tuple[Registry, list[float], ModelHolder]
 @pytest.fixture
 def setup() -> Setup:
     registry, now = Registry(), [0.0]
-    holder = ModelHolder(registry.load, registry.alias_version, 30.0, clock=lambda: now[0])
+    holder = ModelHolder(
+        registry.load, registry.alias_version, 30.0, clock=lambda: now[0], background=_inline
+    )
     return registry, now, holder
+
+
+def _inline(work: Callable[[], None]) -> None:
+    """The refresh at once, so each step below sees its outcome (production: a thread)."""
+    work()
 
 
 def test_checks_the_alias_at_most_every_refresh_interval(setup: Setup) -> None:
@@ -76,3 +85,29 @@ def test_alias_removed_means_fallback(setup: Setup) -> None:
     holder.current()
     registry.alias = None
     assert holder.refresh_now().fallback
+
+
+def test_a_request_never_waits_for_a_slow_registry() -> None:
+    """A refresh that hangs (registry unreachable, connect timeout running) is not a request's
+    wait: it runs beside the requests, which keep the model in hand."""
+    registry, now = Registry(), [0.0]
+    holder = ModelHolder(registry.load, registry.alias_version, 30.0, clock=lambda: now[0])
+    assert holder.current().version == 1  # startup: the first load is waited for
+    entered, release = threading.Event(), threading.Event()
+
+    def hanging() -> int | None:
+        entered.set()
+        release.wait(timeout=30)
+        raise ConnectionError("registry unreachable")
+
+    holder._alias_version = hanging
+    now[0] = 30.0
+    assert holder.current().version == 1  # returns while the check hangs
+    assert entered.wait(timeout=10)
+    assert holder.current().version == 1  # and again: no second check is started meanwhile
+    release.set()
+    for _ in range(100):
+        if holder.status().error:
+            break
+        threading.Event().wait(0.05)
+    assert "unreachable" in (holder.status().error or "")

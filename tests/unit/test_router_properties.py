@@ -137,7 +137,7 @@ def test_policy_whose_fallback_allows_high_impact_is_rejected(tmp_path: Path) ->
     ("old", "new", "field"),
     [
         ("async_risk_above: 0.60", "async_risk_above: 0.95", "generic"),
-        ('version: "2026.12.1"', 'version: ""', "version"),
+        (f'version: "{SHIPPED.version}"', 'version: ""', "version"),
         ("review_amount_above: 150.0", "review_amount_above: 5000.0", "fallback"),
     ],
 )
