@@ -47,18 +47,20 @@ def _client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def default_artifact_root(tracking_uri: str) -> Path:
-    """`mlartifacts/` beside a SQLite tracking database (Settings uses the same layout)."""
+def default_artifact_root(tracking_uri: str) -> Path | None:
+    """`mlartifacts/` beside a SQLite tracking database (Settings uses the same layout); None
+    for a tracking server, which stores artifacts where it is configured to."""
     if not tracking_uri.startswith("sqlite:///"):
-        raise ValueError(f"pass artifact_root for a non-SQLite tracking URI: {tracking_uri}")
+        return None
     return Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts"
 
 
-def _experiment_id(client: MlflowClient, name: str, artifact_root: Path) -> str:
+def _experiment_id(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_root.resolve().as_uri())
+    location = artifact_root.resolve().as_uri() if artifact_root is not None else None
+    return client.create_experiment(name, artifact_location=location)
 
 
 def log_and_register(

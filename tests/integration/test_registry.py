@@ -1,11 +1,16 @@
 """A real MLflow registry on SQLite: log, register, aliases, promotion, load and predict."""
 
 import json
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 import yaml
@@ -133,3 +138,60 @@ def test_a_run_logs_the_model_config_it_was_trained_with(
     assert {f"features.{name}" for name in asdict(config.features)} <= params.keys()
     logged = client.download_artifacts(run_id, registry.MODEL_CONFIG_ARTIFACT, str(tmp_path))
     assert yaml.safe_load(Path(logged).read_text()) == config.model_dump(mode="json")
+
+
+@pytest.fixture
+def tracking_server(tmp_path: Path) -> Iterator[str]:
+    """A real MLflow tracking server (SQLite behind it, artifacts it serves itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = tmp_path / "server"
+    store.mkdir()
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(store / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):  # a cold start migrates its database
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == httpx.codes.OK:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_tracking_server_keeps_the_artifacts_where_it_is_configured(
+    trained: tuple[FraudModel, TrainingFrame], tracking_server: str, tmp_path: Path
+) -> None:
+    """Registering against a tracking server once failed: fraudloop insisted on a local
+    artifact root beside a SQLite file."""
+    model, frame = trained
+    version = registry.log_and_register(
+        model, frame.X, {}, {}, {"end": "2018-04-25"}, tracking_server, NAME
+    )
+    registry.set_alias(NAME, registry.CHAMPION, version, tracking_uri=tracking_server)
+    served = load_model(tracking_server, NAME)
+    assert served.version == version
+    assert (tmp_path / "server" / "artifacts").is_dir()
+    assert not (tmp_path / "mlartifacts").exists()
