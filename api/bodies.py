@@ -3,6 +3,19 @@
 from typing import Any, NoReturn
 
 from fastapi import HTTPException, status
+from pydantic import BaseModel
+
+
+def one_or_many(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a body of one `model` object or a non-empty list of them (`json_records`)."""
+    one = model.model_json_schema()
+    many = {"type": "array", "items": one, "minItems": 1}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"anyOf": [one, many]}}},
+        }
+    }
 
 
 def json_records(body: Any, max_batch: int, kind: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel
 
 from api.auth import Permission, Principal, require
-from api.bodies import json_records, unprocessable
+from api.bodies import json_records, one_or_many, unprocessable
 from fraudloop.clock import utcnow
 from fraudloop.decisions import quarantine
 from fraudloop.intake import Chargeback, record_chargebacks, validate_chargeback
@@ -35,21 +35,10 @@ class ChargebacksRecorded(BaseModel):
     quarantined: list[Quarantined]
 
 
-def _request_schema() -> dict[str, Any]:
-    one = Chargeback.model_json_schema()
-    many = {"type": "array", "items": one, "minItems": 1}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"anyOf": [one, many]}}},
-        }
-    }
-
-
 @router.post(
     "/chargebacks",
     response_model=ChargebacksRecorded,
-    openapi_extra=_request_schema(),
+    openapi_extra=one_or_many(Chargeback),
     responses={
         401: {"description": "no or unknown API key"},
         403: {"description": "the key's role may not report chargebacks"},

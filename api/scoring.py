@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import Permission, Principal, require
-from api.bodies import json_records, unprocessable
+from api.bodies import json_records, one_or_many, unprocessable
 from fraudloop.clock import utcnow
 from fraudloop.decisions import quarantine
 from fraudloop.policy import Limits, Policy, Route
@@ -76,22 +76,11 @@ _ANSWERED = [  # taken as stored; the others are derived from the stored row
 ]
 
 
-def _request_schema() -> dict[str, Any]:
-    one = Transaction.model_json_schema()
-    many = {"type": "array", "items": one, "minItems": 1}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"anyOf": [one, many]}}},
-        }
-    }
-
-
 @router.post(
     "/score",
     tags=["scoring"],
     response_model=ScoredTransaction | list[ScoredTransaction],
-    openapi_extra=_request_schema(),
+    openapi_extra=one_or_many(Transaction),
     responses={
         401: {"description": "no or unknown API key"},
         403: {"description": "the key's role may not score"},

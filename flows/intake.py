@@ -6,16 +6,19 @@ chunk with its watermark in one transaction, then hands reviews to Label Studio;
 (`flows.deployments`) and run by hand with `fraudloop run NAME`.
 """
 
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy.orm import Session
 
 from flows.runtime import Runtime, runtime
 from fraudloop import intake
 from fraudloop.decisions import quarantine
+from fraudloop.schema import Rejection
 from fraudloop.storage import open_session
 
 if TYPE_CHECKING:  # the model stack (xgboost, MLflow) loads only when a file is there to score
@@ -23,6 +26,7 @@ if TYPE_CHECKING:  # the model stack (xgboost, MLflow) loads only when a file is
     from pipeline.decide import BatchResult
 
 CHARGEBACK_INTAKE_ACTOR = "chargeback-intake"
+T = TypeVar("T")
 
 
 @task(cache_policy=NO_CACHE)
@@ -48,48 +52,58 @@ def take_files(rt: Runtime, kind: str, now: datetime) -> list[intake.Claim]:
     return claims
 
 
+def _each_chunk(
+    rt: Runtime,
+    claim: intake.Claim,
+    now: datetime,
+    apply: Callable[[Session, list[dict[str, Any]]], T],
+) -> Iterator[tuple[T, list[Rejection]]]:
+    """`apply` to a file chunk by chunk from its watermark; each chunk's work, quarantined
+    lines and watermark commit together, so a crash loses at most the chunk in flight. Stops
+    when another run has taken the file."""
+    max_bytes = rt.policy.limits.quarantine_record_bytes
+    for start, end in claim.chunks(rt.settings.score_chunk_rows):
+        records, unreadable = intake.split(claim.rows[start:end])
+        try:
+            with open_session(rt.db_url) as s, s.begin():
+                intake.advance(s, claim, start, end, now)
+                quarantine(s, unreadable, now, max_bytes)
+                done = apply(s, records)
+        except intake.Taken as exc:
+            get_run_logger().warning("%s", exc)
+            return
+        yield done, unreadable
+
+
 @task(cache_policy=NO_CACHE)
 def score_file(
     rt: Runtime, claim: intake.Claim, model: "ScoringModel | None", now: datetime
 ) -> "BatchResult":
-    """Score a file chunk by chunk from its watermark; each chunk's decisions, quarantined
-    lines and watermark commit together, so a crash loses at most the chunk in flight."""
+    """Score a file from its watermark (`_each_chunk`), the chunks one run of history."""
     from pipeline.decide import BatchResult, score_batch
     from pipeline.features import RunHistory
 
-    run, results, unread = RunHistory(), [], 0
-    max_bytes = rt.policy.limits.quarantine_record_bytes
-    for start, end in claim.chunks(rt.settings.score_chunk_rows):
-        records, unreadable = intake.split(claim.rows[start:end])
-        try:
-            with open_session(rt.db_url) as s, s.begin():
-                intake.advance(s, claim, start, end, now)
-                quarantine(s, unreadable, now, max_bytes)
-                results.append(score_batch(s, records, model, rt.policy, now, run))
-        except intake.Taken as exc:
-            get_run_logger().warning("%s", exc)
-            break
-        unread += len(unreadable)
-    return BatchResult.total([*results, BatchResult(0, 0, unread, fallback=False)])
+    run = RunHistory()
+    chunks = list(
+        _each_chunk(rt, claim, now, lambda s, r: score_batch(s, r, model, rt.policy, now, run))
+    )
+    unread = sum(len(unreadable) for _, unreadable in chunks)
+    return BatchResult.total([*(done for done, _ in chunks), BatchResult(0, 0, unread, False)])
 
 
 @task(cache_policy=NO_CACHE)
 def chargeback_file(rt: Runtime, claim: intake.Claim, now: datetime) -> intake.ChargebackResult:
-    """Record a chargeback file chunk by chunk from its watermark, as `score_file` scores."""
-    total = intake.ChargebackResult()
+    """Record a chargeback file from its watermark (`_each_chunk`), as `score_file` scores."""
     max_bytes = rt.policy.limits.quarantine_record_bytes
-    for start, end in claim.chunks(rt.settings.score_chunk_rows):
-        records, unreadable = intake.split(claim.rows[start:end])
-        try:
-            with open_session(rt.db_url) as s, s.begin():
-                intake.advance(s, claim, start, end, now)
-                quarantine(s, unreadable, now, max_bytes)
-                done = intake.record_chargebacks(
-                    s, records, now, claim.name, CHARGEBACK_INTAKE_ACTOR, max_bytes
-                )
-        except intake.Taken as exc:
-            get_run_logger().warning("%s", exc)
-            break
+    total = intake.ChargebackResult()
+    for done, unreadable in _each_chunk(
+        rt,
+        claim,
+        now,
+        lambda s, r: intake.record_chargebacks(
+            s, r, now, claim.name, CHARGEBACK_INTAKE_ACTOR, max_bytes
+        ),
+    ):
         total.recorded += done.recorded
         total.repeated += done.repeated
         total.quarantined += unreadable + done.quarantined

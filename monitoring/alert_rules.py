@@ -35,10 +35,14 @@ class Observation(BaseModel):
     rule: str
     scope: str
     value: float | None
-    breached: bool  # decided by the rule itself (ratios compared exactly, see `observe`)
     threshold: float
     window_minutes: int
     detail: str  # what was measured, for the message
+
+    @property
+    def breached(self) -> bool:
+        """Strictly above the threshold, ratios compared exactly (`above`)."""
+        return above(self.value, self.threshold)
 
 
 class AlertState(BaseModel):
@@ -157,7 +161,6 @@ def override_observation(
         rule=OVERRIDE,
         scope=category,
         value=value,
-        breached=above(value, rules.override_rate_max),
         threshold=rules.override_rate_max,
         window_minutes=rules.override_window_minutes,
         detail=f"{rate.overridden} of {rate.reviewed} high-impact reviews overridden",
@@ -191,7 +194,6 @@ def latency_observation(
         rule=LATENCY,
         scope=route,
         value=value,
-        breached=above(value, rules.latency_sla_factor_max),
         threshold=rules.latency_sla_factor_max,
         window_minutes=rules.latency_window_minutes,
         detail=detail,
@@ -216,7 +218,6 @@ def confidence_observation(
         rule=CONFIDENCE,
         scope=ALL,
         value=value,
-        breached=above(value, rules.confidence_drop_max),
         threshold=rules.confidence_drop_max,
         window_minutes=rules.confidence_window_minutes,
         detail=detail,

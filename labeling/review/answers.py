@@ -239,17 +239,22 @@ def finalize(
             # by key: "evaluate" would scan every decision a batch of answers holds in memory
             .execution_options(synchronize_session="fetch")
         )
-        if answer.decision in HUMAN_DECISIONS:
-            label = {
-                "transaction_id": task.transaction_id,
-                "is_fraud": HUMAN_DECISIONS[answer.decision],
-                "known_at": now,
-                "source": "review",
-                "actor": answer.reviewer,
-            }
-            add_labels(session, [label])
+        _learn(session, task, answer, "review", now)
     _decided(task, answer, now)
     return new
+
+
+def _learn(session: Session, task: ReviewTask, answer: Answer, source: str, now: datetime) -> None:
+    """A human decision as a label, known from now (other answers teach nothing)."""
+    if answer.decision in HUMAN_DECISIONS:
+        label = {
+            "transaction_id": task.transaction_id,
+            "is_fraud": HUMAN_DECISIONS[answer.decision],
+            "known_at": now,
+            "source": source,
+            "actor": answer.reviewer,
+        }
+        add_labels(session, [label])
 
 
 def learning_origin(session: Session, task: ReviewTask) -> ReviewTask | None:
@@ -287,15 +292,8 @@ def record_label(
         propensity=origin.propensity,
     )
     new = audit.append(session, [event]) == 1
-    if new and answer.decision in HUMAN_DECISIONS:
-        label = {
-            "transaction_id": task.transaction_id,
-            "is_fraud": HUMAN_DECISIONS[answer.decision],
-            "known_at": now,
-            "source": source,
-            "actor": answer.reviewer,
-        }
-        add_labels(session, [label])
+    if new:
+        _learn(session, task, answer, source, now)
     _decided(task, answer, now)
     return new
 

@@ -39,7 +39,6 @@ def obs(rule: str, value: float | None, threshold: float = 1.0) -> Observation:
         rule=rule,
         scope="s",
         value=value,
-        breached=value is not None and value > threshold,
         threshold=threshold,
         window_minutes=WINDOWS[rule],
         detail="synthetic",
