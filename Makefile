@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := python3 -m uv
 LS_VENV := .services/labelstudio-venv
 
-.PHONY: install demo test test-fast lint up down clean
+.PHONY: install demo test test-slow test-fast lint up down clean
 
 install: ## app environment (locked) + Label Studio server in its own environment
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install -q uv
@@ -21,10 +21,13 @@ test: install ## the whole suite: unit, data, model, integration (real Label Stu
 		{ echo "installing Debian's chromium for the browser test (apt-get)" && apt-get update -qq && \
 		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "could not install chromium: the browser test will be skipped"
-	$(UV) run pytest -q
+	$(UV) run pytest -q -m "not slow"
+
+test-slow: install ## the slow ones: benchmark smoke runs and the server profile (CI runs them after `make test`)
+	$(UV) run pytest -q -m slow
 
 test-fast: install ## without the integration tests
-	$(UV) run pytest -q -m "not integration"
+	$(UV) run pytest -q -m "not integration and not slow"
 
 lint: install ## ruff (lint + format) and mypy
 	$(UV) run ruff check .

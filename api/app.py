@@ -3,6 +3,7 @@
 Routers live in their own modules; this file only assembles them.
 """
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -61,8 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        """The process answers (liveness)."""
-        return {"status": "ok"}
+    def healthz() -> dict[str, str | int]:
+        """The process answers (liveness); `worker` says which of `serve --workers` did."""
+        return {"status": "ok", "worker": os.getpid()}
 
     return app

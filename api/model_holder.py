@@ -2,16 +2,22 @@
 
 A request never waits for the registry: at most once every `refresh_seconds` a request starts
 a background check of where the alias points (every request, that one included, keeps scoring
-with the model in hand), which loads a new version if it moved. Only the first load, at
-startup, is waited for. A registry outage keeps the loaded model; with no model at all, decisions use the
-policy's fallback rules and say so.
+with the model in hand), which loads a new version if it moved and makes its first prediction
+there, before the swap (a fresh model's first call builds what later calls reuse). Only the
+first load, at startup, is waited for. Workers of one server check at different moments within
+the interval (`phase`), so a moved alias never has all of them loading at once. A registry
+outage keeps the loaded model; with no model at all, decisions use the policy's fallback rules
+and say so.
 """
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import pandas as pd
 
 from fraudloop.process import tune_for_scoring
 from fraudloop.settings import Settings
@@ -37,10 +43,14 @@ class ModelHolder:
         refresh_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         background: Callable[[Callable[[], None]], None] | None = None,
+        warm: Callable[[ScoringModel], object] | None = None,
+        phase: float = 0.0,
     ) -> None:
         self._load, self._alias_version = load, alias_version
         self._refresh_seconds, self._clock = refresh_seconds, clock
         self._background = background or _in_thread
+        self._warm = warm or (lambda _: None)
+        self._phase = phase % refresh_seconds
         self._lock = threading.Lock()
         self._checked_at: float | None = None
         self.model: ScoringModel | None = None
@@ -54,6 +64,7 @@ class ModelHolder:
         if due and self._lock.acquire(blocking=False):
             if self._checked_at is None:  # the first load (startup): there is nothing to serve yet
                 self._locked_refresh()
+                self._checked_at = self._clock() - self._phase  # the next check: this much sooner
             else:
                 self._checked_at = self._clock()  # no second background check meanwhile
                 self._background(self._locked_refresh)
@@ -87,8 +98,9 @@ class ModelHolder:
             if version is None:
                 self.model, self.error = None, "no champion in the registry"
             elif self.model is None or self.model.version != version:
-                self.model = self._load()
-                self.error = None
+                model = self._load()
+                self._warm(model)
+                self.model, self.error = model, None
                 log.info("serving %s v%s", self.model.name, self.model.version)
         except Exception as exc:  # registry down or bad artifact: keep what we have
             self.error = f"{type(exc).__name__}: {exc}"
@@ -102,9 +114,14 @@ def _in_thread(work: Callable[[], None]) -> None:
     threading.Thread(target=work, name="champion-refresh", daemon=True).start()
 
 
+def first_prediction(model: ScoringModel) -> None:
+    """One row through the model, as a request would send it."""
+    model.predict(pd.DataFrame([dict.fromkeys(model.features, 0.0)]))
+
+
 def champion_holder(settings: Settings) -> ModelHolder:
-    """The registry's `champion`, checked every `settings.model_refresh_seconds`; the worker is
-    tuned for scoring once a model is loaded."""
+    """The registry's `champion`, checked every `settings.model_refresh_seconds` from a random
+    phase (each worker its own); the worker is tuned for scoring once a model is loaded."""
     uri, name = settings.tracking_uri, settings.model_name
 
     def load() -> ScoringModel:
@@ -116,4 +133,6 @@ def champion_holder(settings: Settings) -> ModelHolder:
         load=load,
         alias_version=lambda: alias_version(name, CHAMPION, tracking_uri=uri),
         refresh_seconds=settings.model_refresh_seconds,
+        warm=first_prediction,
+        phase=random.uniform(0.0, settings.model_refresh_seconds),
     )

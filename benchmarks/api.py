@@ -1,8 +1,10 @@
-"""Single-transaction latency of `POST /v1/score` over loopback, with a real uvicorn process.
+"""Single-transaction latency of `POST /v1/score` over loopback, with a real server process.
 
-The server runs in its own process (the client's threads must not share its GIL) against a
-SQLite store holding the world's history and a registered champion; each request scores one
-new transaction end to end: features, prediction, SHAP top-3, route, decision + audit stored.
+The server runs as `fraudloop serve --workers N` runs it, in its own processes (the client's
+threads must not share its GIL), against a store holding the world's history and a registered
+champion; each request scores one new transaction end to end: features, prediction, SHAP top-3,
+route, decision + audit stored. Several worker counts run one after another in one call, each
+against a fresh SQLite store (a PostgreSQL store given is shared: every run's ids are its own).
 """
 
 import json
@@ -23,7 +25,7 @@ import psutil
 
 from api.auth import hash_key, new_key
 from benchmarks.common import TRUTH, champion, make_world, scratch_dir
-from fraudloop import labels
+from fraudloop import credentials, labels
 from fraudloop.storage import migrate, open_session
 from simulation.world import chargeback_labels
 
@@ -31,41 +33,53 @@ WARMUP = 20
 
 
 def run(
-    requests: int, concurrency: int, workers: int = 1, db_url: str | None = None
+    requests: int, concurrency: int, workers: list[int], db_url: str | None = None
 ) -> dict[str, Any]:
+    """Each worker count in turn, same world, champion and load; throughput against the first."""
     with scratch_dir() as tmp:
         home = Path(tmp)
         world = make_world()
         champion(world, home)
-        tx = world.base
-        cutoff = tx["tx_datetime"].iloc[len(tx) * 3 // 4]
-        url = db_url or f"sqlite:///{home / 'store.db'}"
-        _store(url, tx, cutoff)
-        key = new_key()
-        port = _free_port()
-        env = {  # as `fraudloop serve` runs: the booster's own thread count, no OMP_NUM_THREADS
-            **os.environ,
-            "FRAUDLOOP_HOME": str(home),
-            "FRAUDLOOP_DB_URL": url,
-            "FRAUDLOOP_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-            "FRAUDLOOP_API_KEYS": json.dumps(
-                [{"name": "bench", "role": "scorer", "sha256": hash_key(key)}]
-            ),
-        }
-        command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-        command += ["--workers", str(workers)]
-        server = subprocess.Popen(command, env=env)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            _wait_ready(base, server)
-            later = tx[tx["tx_datetime"] >= cutoff].drop(columns=TRUTH)
-            records = _payloads(later, WARMUP + requests)
-            result = _load(base, key, records, concurrency, psutil.Process(server.pid))
-            return {**result, "workers": workers, "db": url.split(":", 1)[0]}
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        credentials.ensure(home)  # `serve` refuses to start without this install's secrets
+        runs = [
+            _serve_and_load(home, world.base, n, requests, concurrency, db_url) for n in workers
+        ]
+    first = runs[0]["rps"]
+    for r in runs:
+        r[f"throughput_vs_{workers[0]}_workers"] = round(r["rps"] / first, 3)
+    return {"concurrency": concurrency, "requests": requests, "runs": runs}
+
+
+def _serve_and_load(
+    home: Path, tx: Any, workers: int, requests: int, concurrency: int, db_url: str | None
+) -> dict[str, Any]:
+    cutoff = tx["tx_datetime"].iloc[len(tx) * 3 // 4]
+    url = db_url or f"sqlite:///{home / f'store_w{workers}.db'}"
+    _store(url, tx, cutoff)
+    key = new_key()
+    port = _free_port()
+    env = {  # as `fraudloop serve` runs: the booster's own thread count, no OMP_NUM_THREADS
+        **os.environ,
+        "FRAUDLOOP_HOME": str(home),
+        "FRAUDLOOP_DB_URL": url,
+        "FRAUDLOOP_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "FRAUDLOOP_API_KEYS": json.dumps(
+            [{"name": "bench", "role": "scorer", "sha256": hash_key(key)}]
+        ),
+    }
+    command = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(workers)]
+    server = subprocess.Popen(command, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(base, server, workers)
+        later = tx[tx["tx_datetime"] >= cutoff].drop(columns=TRUTH)
+        records = _payloads(later, WARMUP + requests)
+        result = _load(base, key, records, concurrency, psutil.Process(server.pid))
+        return {**result, "workers": workers, "db": url.split(":", 1)[0]}
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 def _store(url: str, tx: Any, cutoff: datetime) -> None:
@@ -104,10 +118,14 @@ def _load(
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(one, records[:WARMUP]))
             cpu_before = _cpu_seconds(server)
+            per_worker = _worker_cpu(server)
             started = time.perf_counter()
             latencies = list(pool.map(one, records[WARMUP:]))
             wall = time.perf_counter() - started
             server_cpu = _cpu_seconds(server) - cpu_before
+            spent = {
+                pid: cpu - per_worker.get(pid, 0.0) for pid, cpu in _worker_cpu(server).items()
+            }
     ms = np.asarray(latencies) * 1000
     return {
         "requests": len(latencies),
@@ -118,7 +136,17 @@ def _load(
         "rps": round(len(latencies) / wall, 1),
         # what the server spent a request, whatever the machine's load: the latencies' floor
         "server_cpu_ms_per_request": round(server_cpu * 1000 / len(latencies), 2),
+        # each worker's share of the workers' CPU: do they share the load?
+        "worker_cpu_shares": sorted(
+            (round(c / max(sum(spent.values()), 1e-9), 3) for c in spent.values()), reverse=True
+        ),
     }
+
+
+def _worker_cpu(server: psutil.Process) -> dict[int, float]:
+    """User + system CPU so far of each worker process (the server itself, alone)."""
+    workers = server.children() or [server]
+    return {p.pid: p.cpu_times().user + p.cpu_times().system for p in workers}
 
 
 def _cpu_seconds(server: psutil.Process) -> float:
@@ -130,18 +158,29 @@ def _cpu_seconds(server: psutil.Process) -> float:
     return total
 
 
-def _wait_ready(base: str, server: subprocess.Popen, timeout: float = 120) -> None:  # type: ignore[type-arg]
+def _wait_ready(base: str, server: subprocess.Popen, workers: int, timeout: float = 300) -> None:  # type: ignore[type-arg]
+    """Until every worker answers with its model (fresh connections reach each of them)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with code {server.returncode}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).json().get("mode") == "model":
-                return
-        except httpx.HTTPError:
-            pass
+            raise RuntimeError(f"`fraudloop serve` exited with code {server.returncode}")
+        if len(_ready_workers(base)) >= workers:
+            return
         time.sleep(0.5)
     raise RuntimeError(f"API at {base} not ready with a model after {timeout:.0f} s")
+
+
+def _ready_workers(base: str) -> set[int]:
+    ready = set()
+    for _ in range(8):
+        try:
+            with httpx.Client(base_url=base, timeout=2) as fresh:
+                pid = fresh.get("/healthz").json()["worker"]
+                if fresh.get("/readyz").json().get("mode") == "model":
+                    ready.add(pid)
+        except (httpx.HTTPError, ValueError, KeyError):
+            continue
+    return ready
 
 
 def _free_port() -> int:

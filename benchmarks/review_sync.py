@@ -1,20 +1,24 @@
-"""Benchmark (not a test): 10,000 review tasks into Label Studio and 10,000 answers back, and the
-latency from a reviewer's submit to the audit event through the webhook.
+"""Benchmark (not a test): review cases into Label Studio and their answers back
+(`fraudloop bench review-sync`).
 
-    uv run python -m benchmarks.review_sync --url http://127.0.0.1:8089 --token <40 hex>
-
-Needs a running Label Studio (`fraudloop up`); creates its own projects (prefix `bench-…`) and a
-throwaway SQLite store. Prints one JSON line of figures.
+n cases go through the outbox (the policy's micro-batches, similar cases on), n answers are
+posted, and three reconciliation passes are timed over every queue (`labeling.reconcile`): the
+one that applies the n new answers (the tasks changed since each queue's watermark, Label
+Studio's `updated_at` filter, then their export); the same pass again at once, inside the
+watermark's safety overlap (`schedules.sync_overlap_seconds`), which reads the n again as
+already seen; and an idle pass, nothing changed for longer than the overlap, which reads
+nothing. The idle pass runs with the overlap at 0 rather than waiting it out: the same
+requests, asking from a later `since`. Last, the latency from a reviewer's submit to the audit
+event through fraudloop's webhook. Needs a running Label Studio; works in projects of its own
+(`bench-…`, deleted afterwards) and a throwaway SQLite store.
 """
 
-import argparse
-import json
-import platform
 import statistics
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,14 +30,15 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from fraudloop import decisions
-from fraudloop.policy import QUEUES, load_policy
+from fraudloop.errors import FraudloopError
+from fraudloop.policy import QUEUES, Policy, load_policy
 from fraudloop.settings import PACKAGE_DIR, Settings
 from fraudloop.storage import AuditEvent, ReviewTask, make_engine, migrate
 from labeling import server
 from labeling.client import LabelStudioClient, connect
 from labeling.outbox import deliver_pending
-from labeling.projects import ensure_projects
-from labeling.reconcile import sync_reviews
+from labeling.projects import delete_projects, ensure_projects
+from labeling.reconcile import SyncResult, sync_reviews
 from labeling.review.cases import review_cases
 from labeling.reviewers import add_reviewer
 from labeling.tasks import build_task
@@ -43,6 +48,10 @@ from simulation.reviewers import ui_result
 
 NOW = datetime(2026, 3, 1, 12, 0)
 POLICY = load_policy(PACKAGE_DIR / "policy.yaml")
+# a pass once the last change is older than the overlap: it asks only from the watermark on
+IDLE_POLICY = POLICY.model_copy(
+    update={"schedules": POLICY.schedules.model_copy(update={"sync_overlap_seconds": 0})}
+)
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789"  # the API refuses short secrets
 AUDIT_WAIT_SECONDS = 10  # a webhook whose audit event has not appeared by then failed
 
@@ -64,28 +73,23 @@ def _decisions(url: str, n: int, prefix: str) -> None:
         decisions.save(s, batch)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--url", default="http://127.0.0.1:8089")
-    parser.add_argument("--token", required=True)
-    parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--webhooks", type=int, default=200)
-    parser.add_argument(
-        "--micro-batch", type=int, default=POLICY.review.micro_batch, help="tasks per import"
-    )
-    args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="fraudloop-bench-"))
-    store = f"sqlite:///{tmp / 'store.db'}"
-    migrate(store)
-    client = connect(args.url, args.token, timeout=600)
-    _register_token_user(client, store, args.url, args.token)
+def run(url: str, token: str, n: int, webhooks: int, micro_batch: int) -> dict[str, Any]:
+    """Every figure of the benchmark, as one dict."""
     tag = uuid.uuid4().hex[:6]
-    out: dict[str, Any] = {"n": args.n, "machine": f"{platform.node()} {platform.machine()}"}
-
-    out["micro_batch"] = args.micro_batch
-    out |= _deliver_and_sync(client, store, args.n, args.micro_batch, tag)
-    out |= _webhook_latency(client, store, tmp, args, tag)
-    print(json.dumps(out))
+    client = connect(url, token, timeout=600)
+    out: dict[str, Any] = {"n": n, "micro_batch": micro_batch}
+    with tempfile.TemporaryDirectory(prefix="fraudloop-bench-") as scratch:
+        tmp = Path(scratch)
+        store = f"sqlite:///{tmp / 'store.db'}"
+        migrate(store)
+        _register_token_user(client, store, url, token)
+        try:
+            out |= _deliver_and_sync(client, store, n, micro_batch, tag)
+            if webhooks:
+                out |= _webhook_latency(client, store, tmp, url, token, webhooks, tag)
+        finally:
+            delete_projects(client, f"bench-{tag}")
+    return out
 
 
 def _register_token_user(client: LabelStudioClient, store: str, url: str, token: str) -> None:
@@ -98,7 +102,7 @@ def _register_token_user(client: LabelStudioClient, store: str, url: str, token:
 def _deliver_and_sync(
     client: LabelStudioClient, store: str, n: int, micro_batch: int, tag: str
 ) -> dict[str, Any]:
-    """n cases through the outbox (policy micro-batches, similar cases on); n answers back."""
+    """n cases through the outbox into the queues; n answers back, then the three passes."""
     out: dict[str, Any] = {}
     _decisions(store, n, f"bench{tag}")
     queues = ensure_projects(client, list(QUEUES), f"bench-{tag}")
@@ -117,8 +121,11 @@ def _deliver_and_sync(
     out["deliver_seconds"] = round(time.perf_counter() - t0, 1)
     out["delivered"] = delivered
 
-    # the answers: a project holding the same cases, each with an annotation
+    # the answers: a project holding the same cases, each with an annotation, imported after a
+    # first pass over every queue has set its watermark (as a running loop's passes have)
     answers = ensure_projects(client, ["async_review"], f"bench-{tag}-answers")["async_review"]
+    projects = {**queues, "answers": answers}
+    _sync_pass(client, store, projects, POLICY)
     with Session(make_engine(store)) as s:
         cases = review_cases(s, list(s.scalars(select(ReviewTask))))
     tasks = [
@@ -127,30 +134,35 @@ def _deliver_and_sync(
     t0 = time.perf_counter()
     client.request("POST", f"/api/projects/{answers}/import", json=tasks)
     out["import_annotated_seconds"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    with Session(make_engine(store)) as s, s.begin():
-        first = sync_reviews(s, client, {"async_review": answers}, NOW, POLICY)
-    out["sync_seconds"] = round(time.perf_counter() - t0, 1)
-    out["sync_applied"] = first.applied
-    t0 = time.perf_counter()
-    with Session(make_engine(store)) as s, s.begin():
-        again = sync_reviews(s, client, {"async_review": answers}, NOW, POLICY)
-    out["resync_seconds"] = round(time.perf_counter() - t0, 1)
-    out["resync_already_seen"] = again.already_seen
-
+    out["tasks_in_queues"] = delivered + len(tasks)
+    for name, policy in (("apply", POLICY), ("overlap_resync", POLICY), ("idle", IDLE_POLICY)):
+        seconds, result = _sync_pass(client, store, projects, policy)
+        out[f"{name}_seconds"] = round(seconds, 2)
+        out[f"{name}_rows_read"] = result.total()  # answers read back, whatever became of them
+        out[f"{name}_outcomes"] = {k: v for k, v in asdict(result).items() if v}
     return out
 
 
-def _webhook_latency(
-    client: LabelStudioClient, store: str, tmp: Path, args: argparse.Namespace, tag: str
+def _sync_pass(
+    client: LabelStudioClient, store: str, projects: dict[str, int], policy: Policy
+) -> tuple[float, SyncResult]:
+    """One reconciliation pass over these projects, in one store transaction, timed."""
+    t0 = time.perf_counter()
+    with Session(make_engine(store)) as s, s.begin():
+        result = sync_reviews(s, client, projects, NOW, policy)
+    return time.perf_counter() - t0, result
+
+
+def _webhook_latency(  # noqa: PLR0913 - the Label Studio, the store and the run's tag
+    client: LabelStudioClient, store: str, tmp: Path, url: str, token: str, n: int, tag: str
 ) -> dict[str, Any]:
     """Submit -> audit event through fraudloop's API, polling the store every 5 ms."""
     out: dict[str, Any] = {}
     settings = Settings(
         home=tmp,
         db_url=store,
-        labelstudio_url=args.url,
-        labelstudio_token=args.token,
+        labelstudio_url=url,
+        labelstudio_token=token,
         webhook_secret=WEBHOOK_SECRET,
     )
     port = 18_500 + int(tag, 16) % 1000
@@ -162,7 +174,7 @@ def _webhook_latency(
     ensure_webhooks(
         client, [hook], f"http://127.0.0.1:{port}/v1/webhooks/labelstudio", WEBHOOK_SECRET
     )
-    _decisions(store, args.webhooks, f"hook{tag}")
+    _decisions(store, n, f"hook{tag}")
     with Session(make_engine(store)) as s, s.begin():
         deliver_pending(s, client, {"async_review": hook}, 1000, NOW)
     with Session(make_engine(store)) as s:
@@ -192,7 +204,7 @@ def _webhook_latency(
             if found is not None:
                 break
             if time.perf_counter() - t0 > AUDIT_WAIT_SECONDS:
-                raise SystemExit(f"no audit event for {tx_id} after {AUDIT_WAIT_SECONDS} s")
+                raise FraudloopError(f"no audit event for {tx_id} after {AUDIT_WAIT_SECONDS} s")
             time.sleep(0.005)
         latencies.append(time.perf_counter() - t0)
     server.should_exit = True
@@ -202,7 +214,3 @@ def _webhook_latency(
     out["webhook_p95_s"] = round(q[18], 3)
     out["webhook_max_s"] = round(max(latencies), 3)
     return out
-
-
-if __name__ == "__main__":
-    main()

@@ -7,13 +7,17 @@ imports happen inside each command.
 import json
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
+from fraudloop.errors import FraudloopError
 from fraudloop.settings import get_settings
 
 HandbookData = Annotated[
@@ -23,6 +27,15 @@ bench_app = typer.Typer(help="Benchmarks: speed and model quality", no_args_is_h
 console = Console()
 
 Out = Annotated[Path | None, typer.Option(help="Write the result as JSON")]
+LabelStudioUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--url", help="A running Label Studio (default: this install's, started as `up` does)"
+    ),
+]
+LabelStudioToken = Annotated[
+    str | None, typer.Option("--token", help="Its API token (default: this install's)")
+]
 
 
 @bench_app.command("scoring")
@@ -45,15 +58,20 @@ def api(
     requests: Annotated[int, typer.Option(help="Timed requests (after 20 warm-up ones)")] = 1_000,
     concurrency: Annotated[int, typer.Option(help="Clients sending at once")] = 1,
     workers: Annotated[
-        int, typer.Option(help="API worker processes (fraudloop serve --workers)")
-    ] = 1,
+        str,
+        typer.Option(help="API worker processes (serve --workers), comma-separated: side by side"),
+    ] = "1",
     db: Annotated[str | None, typer.Option(help="Store URL (default: a fresh SQLite file)")] = None,
     out: Out = None,
 ) -> None:
-    """POST /v1/score latency over loopback against a real uvicorn process."""
+    """POST /v1/score latency over loopback against `fraudloop serve`, per worker count."""
     from benchmarks import api as bench
 
-    _report(bench.run(requests, concurrency, workers, db), out)
+    try:
+        counts = [int(w) for w in workers.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a comma-separated list of counts: {workers}") from exc
+    _report(bench.run(requests, concurrency, counts, db), out)
 
 
 @bench_app.command("handbook")
@@ -243,6 +261,281 @@ def checkpoint(
         "untimed_chain_build_seconds": round(build, 1),
     }
     _report(result, out)
+
+
+@bench_app.command("review-sync")
+def review_sync(
+    tasks: Annotated[
+        int, typer.Option(help="Review cases delivered to the queues, and answers applied back")
+    ] = 10_000,
+    webhooks: Annotated[
+        int, typer.Option(help="Answers timed from submit to audit event by webhook (0: none)")
+    ] = 200,
+    micro_batch: Annotated[
+        int | None, typer.Option(help="Tasks per import (default: the policy's)")
+    ] = None,
+    url: LabelStudioUrl = None,
+    token: LabelStudioToken = None,
+    out: Out = None,
+) -> None:
+    """Label sync at scale: deliver --tasks cases, apply as many new answers, then a pass inside
+    the watermark's overlap and an idle one (nothing changed: it should read no task); the
+    webhook's submit-to-audit latency."""
+    from benchmarks import review_sync as bench
+    from fraudloop.policy import load_policy
+
+    batch = micro_batch or load_policy(get_settings().policy_file).review.micro_batch
+    with _labelstudio(url, token) as (ls_url, ls_token):
+        result = _bench(bench.run, ls_url, ls_token, tasks, webhooks, batch)
+    _table(
+        f"review sync, {tasks:,} cases",
+        [
+            ("deliver (outbox to the queues)", f"{result['deliver_seconds']} s"),
+            ("apply the new answers", _pass(result, "apply")),
+            ("again, inside the overlap", _pass(result, "overlap_resync")),
+            ("idle: nothing changed", _pass(result, "idle")),
+            ("webhook submit to audit, p50 / p95", _webhook(result)),
+        ],
+    )
+    _report(result, out)
+
+
+@bench_app.command("scheduled-run")
+def scheduled_run(
+    rows: Annotated[int, typer.Option(help="Transactions in each landing file scored")] = 1_000,
+    repeats: Annotated[int, typer.Option(help="Timed pairs, in-process then triggered")] = 5,
+    customers: Annotated[int, typer.Option(help="Customers of the simulated world")] = 1_000,
+    url: LabelStudioUrl = None,
+    token: LabelStudioToken = None,
+    out: Out = None,
+) -> None:
+    """What a scheduled scoring run costs over the scoring: one landing file scored by the
+    score-intake flow in this process, and by the score-intake deployment triggered on a real
+    Prefect server, alternately."""
+    from benchmarks import scheduled_run as bench
+
+    with _labelstudio(url, token) as labelstudio:
+        result = _bench(bench.run, rows, repeats, labelstudio, customers)
+    _table(
+        f"scheduled scoring run, {rows:,} transactions a file, median of {repeats}",
+        [
+            ("(a) the flow called in-process", f"{result['in_process_median_s']} s"),
+            ("(b) the deployment triggered, to completed", f"{result['triggered_median_s']} s"),
+            ("    until its run began", f"{result['triggered_until_running_median_s']} s"),
+            ("    its run", f"{result['triggered_running_median_s']} s"),
+            ("overhead (b - a)", f"{result['overhead_median_s']} s"),
+        ],
+    )
+    _report(result, out)
+
+
+@bench_app.command("replay")
+def replay(  # noqa: PLR0913 - the benchmark's protocol, one option each
+    data: Annotated[
+        str,
+        typer.Option(
+            help="Handbook parquet, or sim:customers=N,days=N,drift=X,drift_day=N (simulated)"
+        ),
+    ],
+    start: Annotated[
+        datetime | None,
+        typer.Option(
+            help="First replay day (a parquet needs it; sim: once its history allows)",
+            formats=["%Y-%m-%d"],
+        ),
+    ] = None,
+    days: Annotated[int, typer.Option(help="Days replayed")] = 28,
+    budget: Annotated[int, typer.Option(help="Cards reviewed a day")] = 100,
+    delay_days: Annotated[int, typer.Option(help="Days until a payment's chargeback label")] = 7,
+    strategies: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: default (the policy's), top_score, uncertainty, diversity, "
+            "impact, mix; the baselines static, delayed, random always run"
+        ),
+    ] = "default,top_score,mix",
+    reviewer_error: Annotated[float, typer.Option(help="Share of wrong reviewer labels")] = 0.0,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds")] = "0",
+    workers: Annotated[
+        int, typer.Option(help="Arms replayed at once, one process each (one core each)")
+    ] = 2,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (default: the project settings')")
+    ] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Write the page with the daily curves")
+    ] = None,
+    out: Out = None,
+) -> None:
+    """The active-learning loop replayed day by day per strategy against the baselines:
+    CP@100 and its ceiling, fraud caught, amount prevented, exploration's estimate of what was
+    missed; logged to MLflow."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from benchmarks import replay as rp
+    from benchmarks import replay_report as report
+    from fraudloop.policy import load_policy
+    from pipeline.features import model_config
+    from simulation.world import load_handbook
+
+    settings = get_settings()
+    try:
+        policy = load_policy(settings.policy_file)
+        config = model_config(policy).with_delay(delay_days)
+        learning = policy.learning.model_copy(update={"chargeback_delay_days": delay_days})
+        lead = config.features.history_days + learning.train_window_days
+        if data.startswith("sim:"):
+            loaded = rp.simulated(data, days, lead)
+        elif start is None:
+            raise FraudloopError(f"--start: give the first replay day for --data {data}")
+        else:
+            loaded = rp.ReplayData(load_handbook(data), start)
+        arm_list = rp.arms(policy.active_learning, [s for s in strategies.split(",") if s])
+    except (FraudloopError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    seed_list = [int(s) for s in seeds.split(",")]
+    results: dict[int, dict[str, Any]] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("replay: arms done", total=len(seed_list) * len(arm_list))
+        for seed in seed_list:
+            cfg = rp.ReplayConfig(loaded.start, days, budget, delay_days, reviewer_error, seed)
+
+            def finished(arm: str, seed: int = seed) -> None:
+                progress.update(task, advance=1, description=f"seed {seed}: {arm} done")
+
+            replay = rp.Replay(loaded.tx, cfg, config, learning)
+            results[seed] = rp.run_arms(replay, arm_list, workers, finished)
+    default = rp.DEFAULT if rp.DEFAULT in strategies.split(",") else arm_list[-1].name
+    result = report.summary(results, default, loaded.drift_day)
+    title = f"Replay from {loaded.start:%Y-%m-%d}, {days} days, budget {budget}"
+    page = report.page(result, report.curves_png(results), title)
+    if html_out:
+        console.print(f"page -> {report.write(html_out, page)}")
+    params = {
+        "data": data,
+        "start": f"{loaded.start:%Y-%m-%d}",
+        "days": days,
+        "budget": budget,
+        "delay_days": delay_days,
+        "reviewer_error": reviewer_error,
+        "seeds": seeds,
+        "workers": workers,
+        "policy": policy.version,
+        "model_config": config.version,
+    }
+    result["mlflow_run_id"] = report.log_to_mlflow(
+        result,
+        params,
+        page,
+        tracking_uri or settings.tracking_uri,
+        None if tracking_uri else settings.mlflow_artifacts,
+    )
+    _print_replay(result)
+    _report({**params, **result}, out)
+
+
+def _print_replay(result: dict[str, Any]) -> None:
+    from benchmarks.replay_report import paired
+
+    table = Table(title="replay: CP@100 per strategy")
+    for column in ("strategy", "CP@100", "by week", "ceiling", "vs static", "weeks 2-4", "caught"):
+        table.add_column(column)
+    for name, s in result["strategies"].items():
+        table.add_row(
+            name + (" (default)" if name == result["default"] else ""),
+            f"{s['cp100_mean']:.4f}",
+            " ".join(f"{v:.3f}" for v in s["cp100_by_week"]),
+            f"{s['ceiling_mean']:.3f}",
+            paired(s, "vs_static_daily"),
+            paired(s, "vs_static_weeks_2_4"),
+            f"{s['fraud_caught']:.0f}",
+        )
+    console.print(table)
+
+
+@contextmanager
+def _labelstudio(url: str | None, token: str | None) -> Iterator[tuple[str, str]]:
+    """(url, token) of the Label Studio given, or of this install's: started as `fraudloop up`
+    starts it, and stopped afterwards unless it was already running."""
+    if url is not None:
+        token = token or get_settings().labelstudio_token
+        if not token:
+            console.print("[red]error:[/red] --token: the API token of the Label Studio at --url")
+            raise typer.Exit(code=2)
+        yield url, token
+        return
+    from cli.main import _installed
+    from labeling import server
+
+    settings = _installed()
+    running = server.is_up(settings.labelstudio_url)
+    _bench(server.start_configured, settings)
+    try:
+        yield settings.labelstudio_url, settings.labelstudio_token
+    finally:
+        if not running:
+            server.stop(settings.labelstudio_data_dir)
+
+
+def _bench(fn: Any, *args: Any) -> Any:
+    """Run a benchmark's step; a user's error (a service down, a bad option) without a traceback."""
+    try:
+        return fn(*args)
+    except FraudloopError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(code=2) from exc
+
+
+def _pass(result: dict[str, Any], name: str) -> str:
+    return f"{result[f'{name}_seconds']} s, {result[f'{name}_rows_read']:,} answers read"
+
+
+def _webhook(result: dict[str, Any]) -> str:
+    if "webhook_p50_s" not in result:
+        return "-"
+    return f"{result['webhook_p50_s']} s / {result['webhook_p95_s']} s"
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> None:
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+@bench_app.command("dask-scoring")
+def dask_scoring(
+    rows: Annotated[int, typer.Option(help="Transactions each run scores")] = 1_000_000,
+    workers: Annotated[
+        str, typer.Option(help="Dask worker counts side by side, comma-separated (0: one process)")
+    ] = "1,2",
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Store (default: SQLite); PostgreSQL: a fresh database per run beside it"
+        ),
+    ] = None,
+    chunk: Annotated[int, typer.Option(help="Transactions per stored chunk")] = 10_000,
+    out: Out = None,
+) -> None:
+    """The scoring flow on one window over each count of Dask workers, in one run."""
+    from benchmarks import dask_scoring as bench
+
+    try:
+        counts = [int(w) for w in workers.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a comma-separated list of counts: {workers}") from exc
+    _report(bench.run(rows, counts, db, chunk), out)
 
 
 def _print_handbook(result: dict[str, Any], outcome: Any) -> None:

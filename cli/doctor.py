@@ -49,10 +49,12 @@ _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 def checks(settings: Settings) -> list[Check]:
-    """Every launch-readiness item, in the order an operator fixes them."""
+    """Every launch-readiness item, in the order an operator fixes them; the server profile's
+    own servers after the database, when that is the profile found (`FRAUDLOOP_PROFILE`)."""
     return [
         _check("secrets", lambda: secrets(settings)),
         _check("database", lambda: database(settings)),
+        *(server_checks(settings) if settings.profile == "server" else []),
         _check("policy and router", lambda: policy_and_router(settings)),
         _check("reviewers", lambda: reviewers(settings)),
         _check("Label Studio", lambda: labelstudio(settings)),
@@ -71,6 +73,134 @@ def _check(name: str, probe: Callable[[], str]) -> Check:
         return name, False, str(exc)
     except Exception as exc:  # a check that crashes is a failed check, not a traceback
         return name, False, f"{type(exc).__name__}: {exc}"
+
+
+def server_checks(settings: Settings) -> list[Check]:
+    return [
+        _check("profile", lambda: profile(settings)),
+        _check("server profile databases", lambda: server_databases(settings)),
+        _check("MLflow tracking server", lambda: mlflow_server(settings)),
+        _check("Prefect on PostgreSQL", lambda: prefect_database(settings)),
+        _check("work pool and workers", lambda: work_pool(settings)),
+        _check("Label Studio on PostgreSQL", lambda: labelstudio_database(settings)),
+    ]
+
+
+def profile(settings: Settings) -> str:
+    where = _hidden(settings.server_postgres_url)
+    return f"server: store, MLflow, Prefect and Label Studio each on PostgreSQL at {where}"
+
+
+def server_databases(settings: Settings) -> str:
+    """Each service's database answers."""
+    from flows.profile import SERVICES
+
+    down = []
+    for service in SERVICES:
+        try:
+            _query(settings.server_database(service), "SELECT 1")
+        except Exception as exc:  # any driver error: that database is not usable
+            down.append(f"{service} ({type(exc).__name__})")
+    if down:
+        raise FraudloopError(
+            f"unreachable: {', '.join(down)}; `fraudloop up --profile server` creates them"
+        )
+    return ", ".join(f"{settings.server_database_prefix}_{s}" for s in SERVICES)
+
+
+def mlflow_server(settings: Settings) -> str:
+    """The tracking URI is a server that answers, keeping its runs in the profile's database."""
+    uri = settings.tracking_uri.rstrip("/")
+    if not uri.startswith(("http://", "https://")):
+        raise FraudloopError(
+            f"the tracking URI is {uri}, not a tracking server; unset "
+            "FRAUDLOOP_MLFLOW_TRACKING_URI (the profile's) or point it at one"
+        )
+    try:
+        httpx.get(f"{uri}/health", timeout=5.0).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise FraudloopError(
+            f"MLflow at {uri} does not answer ({type(exc).__name__}); `fraudloop up --profile "
+            "server` starts it"
+        ) from exc
+    versions = _query(settings.server_database("mlflow"), "SELECT count(*) FROM model_versions")
+    return f"{uri} answers; {versions} model version(s) in {_hidden(settings.server_database('mlflow'))}"
+
+
+def prefect_database(settings: Settings) -> str:
+    """The Prefect server keeps its state in PostgreSQL."""
+    url = settings.prefect_database_url or ""
+    if not url.startswith("postgresql"):
+        raise FraudloopError(
+            f"Prefect's database is {url or 'SQLite'}; unset FRAUDLOOP_PREFECT_DATABASE_URL "
+            "(the profile's) and restart it with `fraudloop down` and `fraudloop up`"
+        )
+    sync = url.replace("+asyncpg", "+psycopg")
+    n = _query(sync, "SELECT count(*) FROM deployment")
+    return f"{n} deployment(s) in {_hidden(url)}"
+
+
+def work_pool(settings: Settings) -> str:
+    """The pool exists, a worker polls it, and every deployment of the profile runs on it."""
+    from flows import server
+    from flows.profile import profile_deployments
+
+    pool, url = settings.prefect_work_pool, settings.prefect_api_url
+    with server.client(url) as c:
+        found = c.read_work_pool(pool)
+        online = [
+            w.name for w in c.read_workers_for_work_pool(pool) if str(w.status.value) == "ONLINE"
+        ]
+        elsewhere = []
+        for d in profile_deployments(load_policy(settings.policy_file)):
+            held = c.read_deployment_by_name(f"{d.flow_name}/{d.name}")
+            if held.work_pool_name != pool:
+                elsewhere.append(f"{d.flow_name}/{d.name}")
+    if not online:
+        raise FraudloopError(
+            f"no worker polls the work pool {pool}; `fraudloop up --profile server` starts them"
+        )
+    if elsewhere:
+        raise FraudloopError(
+            f"not on the work pool {pool}: {', '.join(elsewhere)}; `fraudloop up --profile "
+            "server` deploys them there"
+        )
+    return f"{pool} ({found.type}): {len(online)} worker(s) online, every deployment on it"
+
+
+def labelstudio_database(settings: Settings) -> str:
+    """Label Studio keeps its users, projects and annotations in the profile's database."""
+    url = settings.server_database("labelstudio")
+    users = _query(
+        url,
+        "SELECT count(*) FROM htx_user WHERE email = :email",
+        email=settings.labelstudio_username,
+    )
+    if not users:
+        raise FraudloopError(
+            f"{settings.labelstudio_username} is not a user in {_hidden(url)}: Label Studio "
+            "runs on another database; restart it with `fraudloop down` and `fraudloop up "
+            "--profile server`"
+        )
+    projects = _query(url, "SELECT count(*) FROM project")
+    return f"{_hidden(url)}: {projects} project(s), {settings.labelstudio_username} a user"
+
+
+def _query(url: str, sql: str, **params: Any) -> Any:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text(sql), params).scalar()
+    finally:
+        engine.dispose()
+
+
+def _hidden(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def secrets(settings: Settings) -> str:

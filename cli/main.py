@@ -17,6 +17,7 @@ from cli.bench import bench_app
 from cli.exploration import exploration
 from cli.models import models_app
 from cli.policy import policy_app
+from cli.report import report_app
 from fraudloop.errors import FraudloopError
 from fraudloop.process import apply_process_defaults
 from fraudloop.settings import Settings, get_settings
@@ -37,6 +38,13 @@ Feed = Annotated[
     Path, typer.Option(help="Chargeback feed parquet (default: `fraudloop simulate`'s)")
 ]
 When = Annotated[datetime | None, typer.Option(help="Clock for this run (default: now, UTC)")]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        help="server: each part a real server on PostgreSQL, a work pool and workers run the "
+        "deployments (default: FRAUDLOOP_PROFILE, embedded)"
+    ),
+]
 
 
 @app.callback()
@@ -69,15 +77,18 @@ def demo(
     error_rate: Annotated[float, typer.Option(help="Simulated reviewer error rate")] = 0.05,
     fresh: Annotated[bool, typer.Option(help="Start from an empty state directory")] = True,
 ) -> None:
-    """Run the whole loop over a few simulated days and print where to look."""
-    from flows.runtime import stop_ephemeral_api
-    from simulation.demo import DemoConfig, demo_flow
+    """Run the whole loop over a few simulated days through the deployments (Label Studio,
+    a Prefect server and the runner started as `up` starts them, left running) and print
+    where to look."""
+    from simulation.demo import DemoConfig, run_demo
 
     _installed()
     config = DemoConfig(live_days=days, customers=customers, reviewer_error_rate=error_rate)
-    summary = _run(demo_flow, config, fresh)
-    stop_ephemeral_api()  # its goodbye line before the summary, not after
-    _print_summary(summary)
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, soft_wrap=True)
+
+    _print_summary(_run(run_demo, config, fresh, say))
 
 
 @app.command()
@@ -172,14 +183,6 @@ def retrain(as_of: When = None) -> None:
 
 
 @app.command()
-def report(as_of: When = None) -> None:
-    """Drift (Evidently), overrides, SLAs and alerts as an HTML report."""
-    from flows.monitor import monitor_flow
-
-    console.print(f"report: {_run(monitor_flow, as_of)}")
-
-
-@app.command()
 def deploy(
     feed: Annotated[
         Path | None, typer.Option(help="Also serve this chargeback label feed (`simulate`'s)")
@@ -225,13 +228,17 @@ def up(
         bool, typer.Option(help="Also a Prefect server and the deployments (no: Label Studio only)")
     ] = True,
     api: Annotated[bool, typer.Option(help="Also the online API at FRAUDLOOP_API_URL")] = True,
+    profile: ProfileOption = None,
 ) -> None:
     """Start what the loop needs on this machine and say where each part is: Label Studio
     (offline, telemetry off), a Prefect server with its scheduler, the process serving every
     deployment, the online API. The first run generates this install's credentials."""
     from labeling import server
 
+    _use_profile(profile)
     s = _installed()
+    if s.profile == "server":  # a database per service, before any of them starts
+        _up_databases(s)
     _run(server.start_configured, s)
     console.print(
         f"Label Studio: {s.labelstudio_url}  login {s.labelstudio_username} "
@@ -239,26 +246,51 @@ def up(
         soft_wrap=True,
     )
     if scheduler:
-        _up_scheduler(s)
+        (_up_server if s.profile == "server" else _up_scheduler)(s)
     if api:
         _up_api(s)
 
 
-def _up_scheduler(s: Settings) -> None:
-    import sys
+def _use_profile(profile: str | None) -> None:
+    """`--profile` is FRAUDLOOP_PROFILE for this command and what it starts."""
+    import os
 
-    from flows import server
-    from flows.deployments import deployments, full_name
+    if profile not in (None, "embedded", "server"):
+        raise typer.BadParameter(f"{profile!r}: embedded or server", param_hint="--profile")
+    if profile is not None:
+        os.environ["FRAUDLOOP_PROFILE"] = profile
+        get_settings.cache_clear()
+
+
+def _up_databases(s: Settings) -> None:
+    from flows import profile
+
+    made = _run(profile.ensure_databases, s)
+    console.print(f"PostgreSQL: a database per service ({', '.join(made) or 'all there'})")
+
+
+def _up_server(s: Settings) -> None:
+    """The server profile's MLflow and Prefect servers, work pool, deployments and workers."""
+    from flows import profile
     from fraudloop.policy import load_policy
 
-    pid = _run(server.start_server, s)
+    for line in _run(profile.start, s, _run(load_policy, s.policy_file)):
+        console.print(line, soft_wrap=True, markup=False)
+
+
+def _up_scheduler(s: Settings) -> None:
+    """The Prefect server and the deployments, schedules active (also those the demo paused)."""
+    from flows import server
+
+    up_now = _run(server.start_scheduler, s)
+    pid = up_now.server_pid
     mine = f"pid {pid}, log {server.server_service(s).log_file}" if pid else "not ours: left as is"
     console.print(f"Prefect UI: {server.ui_url(s.prefect_api_url)}  ({mine})", soft_wrap=True)
-    made = deployments(_run(load_policy, s.policy_file))
-    names = [full_name(d.name, made) for d in made]
-    pid = _run(server.start_runner, s, [sys.executable, "-m", "cli.main", "deploy"], names)
     log = server.runner_service(s).log_file
-    console.print(f"deployments: {len(names)} served (pid {pid}, log {log})", soft_wrap=True)
+    console.print(
+        f"deployments: {len(up_now.deployments)} served (pid {up_now.runner_pid}, log {log})",
+        soft_wrap=True,
+    )
     console.print(
         f"landing folders: {s.transactions_landing}  {s.chargebacks_landing}", soft_wrap=True
     )
@@ -367,10 +399,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     workers: Annotated[
-        int, typer.Option(help="Worker processes (one per core: each keeps its own warm model)")
+        int,
+        typer.Option(min=1, help="Worker processes (one per core: each keeps its own warm model)"),
     ] = 1,
 ) -> None:
-    """Online API: POST /v1/score, decision reads, /healthz and /readyz (OpenAPI at /docs)."""
+    """Online API: POST /v1/score, decision reads, /healthz and /readyz (OpenAPI at /docs).
+    Several workers share the connections (gunicorn, a socket each: `api.workers`)."""
     import uvicorn
 
     from api.app import create_app
@@ -381,18 +415,26 @@ def serve(
     _run(migrate, settings.database_url)
     if workers == 1:
         uvicorn.run(_run(create_app, settings), host=host, port=port, log_level="info")
-    else:  # workers are new processes: they build the app from the same environment
-        uvicorn.run("api.app:create_app", factory=True, workers=workers, host=host, port=port)
+    else:  # each worker builds the app and loads its model after the fork
+        from api.workers import serve as serve_workers
+
+        serve_workers(settings, host, port, workers)
 
 
 @app.command()
-def down() -> None:
+def down(profile: ProfileOption = None) -> None:
     """Stop exactly what `fraudloop up` started: the deployments, the API, the Prefect
     server and Label Studio (a server that was not ours is left running)."""
     from flows import server as services
     from labeling import server
 
+    _use_profile(profile)
     s = get_settings()
+    if s.profile == "server":  # its workers first: they report to the Prefect server
+        from flows import profile as server_profile
+
+        for name, stopped in server_profile.stop(s).items():
+            console.print(f"{name} stopped" if stopped else f"{name} was not running (ours)")
     for name, stopped in services.stop(s).items():
         console.print(f"{name} stopped" if stopped else f"{name} was not running (ours)")
     stopped = server.stop(s.labelstudio_data_dir)
@@ -413,9 +455,15 @@ def _print_summary(summary: dict) -> None:  # type: ignore[type-arg]
     console.print(table)
     for key, value in summary["where"].items():
         console.print(f"[bold]{key}[/bold]: {value}")
+    console.print(
+        "Label Studio, the Prefect server and the deployments keep running: "
+        "`uv run fraudloop down` stops them.",
+        soft_wrap=True,
+    )
 
 
 app.add_typer(review_cli.app, name="reviewers")
+app.add_typer(report_app, name="report")
 
 
 if __name__ == "__main__":

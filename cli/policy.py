@@ -11,7 +11,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from fraudloop.errors import FraudloopError
-from fraudloop.policy import Policy, decision_table, load_policy
+from fraudloop.policy import (
+    Policy,
+    Route,
+    decision_table,
+    fallback_condition,
+    fallback_rules,
+    load_policy,
+)
 from fraudloop.settings import get_settings
 
 if TYPE_CHECKING:
@@ -140,14 +147,24 @@ def _decision_table(policy: Policy) -> Table:
 
 
 def _fallback_table(policy: Policy) -> Table:
-    fb = policy.fallback
+    """The fallback rules in deciding order, each by the `fallback` field that sets it."""
     table = Table(title="fallback rules (model unavailable; decisions marked fallback)")
-    table.add_column("condition")
-    table.add_column("route")
-    watch = f"terminal on the watch list ({len(fb.watchlist_terminals)} terminals)"
-    table.add_row(f"amount > {fb.block_amount_above:,.2f} or {watch}", "auto_block")
-    table.add_row(f"amount > {fb.review_amount_above:,.2f}", "async_review")
-    table.add_row("otherwise", "auto_allow (audited as fallback)")
+    for column in ("rule (fallback.…)", "condition", "route"):
+        table.add_column(column)
+    for rule in fallback_rules(policy):
+        audited = " (audited as fallback)" if rule.route is Route.AUTO_ALLOW else ""
+        table.add_row(rule.rule.value, fallback_condition(rule.rule, policy), rule.route + audited)
+    days = policy.fallback.flagged_card_days
+    table.caption = (
+        "the first rule that applies decides; a decision's reasons list every rule that applied. "
+        + (
+            f"flagged: a fraud label known (review, active learning, chargeback) or a payment "
+            f"declined (automatically or by a reviewer) in the last {days} days, unless a later "
+            "legit label took it back; a card is its customer_id"
+            if days is not None
+            else "no card rule: set fallback.flagged_card_days to add one"
+        )
+    )
     return table
 
 

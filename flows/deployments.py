@@ -16,6 +16,7 @@ from flows.alerts import alerts_flow
 from flows.chargebacks import chargeback_flow
 from flows.checkpoint import checkpoint_flow
 from flows.intake import chargeback_intake_flow, score_intake_flow
+from flows.model_qa import model_qa_flow
 from flows.monitor import monitor_flow
 from flows.retrain import retrain_flow
 from flows.sla_sweep import sla_sweep_flow
@@ -30,7 +31,8 @@ ONE_AT_A_TIME = ConcurrencyLimitConfig(
 
 def deployments(policy: Policy, chargeback_feed: Path | None = None) -> list[RunnerDeployment]:
     """Scoring from the intake, label sync, SLA sweep, chargeback intake, the daily drift check,
-    nightly retraining and the weekly QA report, each on its schedule; with `chargeback_feed`
+    nightly retraining, the weekly QA report and the monthly model QA, each on its schedule;
+    with `chargeback_feed`
     also the label-event feed `fraudloop simulate` writes."""
     s = policy.schedules
     once = ONE_AT_A_TIME
@@ -51,9 +53,17 @@ def deployments(policy: Policy, chargeback_feed: Path | None = None) -> list[Run
         chargeback_intake_flow.to_deployment(
             name="chargeback-intake", cron=s.chargebacks_cron, concurrency_limit=once
         ),
-        monitor_flow.to_deployment(name="drift-check", cron=s.drift_cron, concurrency_limit=once),
+        monitor_flow.to_deployment(
+            name="drift-check",
+            cron=s.drift_cron,
+            parameters={"report": False},  # the QA report is weekly: `qa-report`
+            concurrency_limit=once,
+        ),
         retrain_flow.to_deployment(name="retrain", cron=s.retrain_cron, concurrency_limit=once),
         monitor_flow.to_deployment(name="qa-report", cron=s.report_cron, concurrency_limit=once),
+        model_qa_flow.to_deployment(
+            name="monthly-model-qa", cron=s.model_qa_cron, concurrency_limit=once
+        ),
         alerts_flow.to_deployment(
             name="evaluate-alerts",
             interval=timedelta(minutes=s.alerts_minutes),

@@ -2,7 +2,9 @@
 in-process server runs none: deployments served against it never get a run), and the process
 that serves every deployment against it. Both run detached under `<home>/prefect`, each with a
 pid file and a log, as Label Studio does (`labeling.server`); `fraudloop down` stops exactly
-what these pid files name. `deployment_status` reads the server for `fraudloop status`.
+what these pid files name. `start_scheduler` starts both as `fraudloop up`, the demo and the
+scheduled-run benchmark all do; `run` triggers a deployment and waits for it;
+`deployment_status` reads the server for `fraudloop status`.
 """
 
 import os
@@ -14,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import urlparse
 
 import httpx
@@ -25,8 +27,19 @@ from fraudloop.errors import FraudloopError, ServiceUnavailable
 from fraudloop.pids import alive, signal_group
 from fraudloop.settings import Settings
 
+if TYPE_CHECKING:  # Prefect loads inside the functions that use it: `fraudloop --help` stays fast
+    from prefect.client.schemas.objects import FlowRun
+
 SERVER, RUNNER, API = "prefect-server", "deployments", "api"
 FINISHED = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+IN_FLIGHT = ("PENDING", "RUNNING", "CANCELLING")
+# `fraudloop deploy`: the process serving every deployment, which `fraudloop up` runs detached
+RUNNER_COMMAND = [sys.executable, "-m", "cli.main", "deploy"]
+# how often that process asks the server for runs to start (Prefect's default is 10 s): a run
+# triggered from the UI or `fraudloop run` starts within this (PREFECT_RUNNER_POLL_FREQUENCY,
+# if set, wins)
+RUNNER_POLL_SECONDS = 2
+WAIT_POLL_SECONDS = 1  # how often `run` asks whether its run has finished
 
 
 @dataclass(frozen=True)
@@ -167,6 +180,7 @@ def server_env(settings: Settings) -> dict[str, str]:
 def client_env(settings: Settings) -> dict[str, str]:
     """What a process reporting to the server needs (the runner, and the runs it starts)."""
     return {
+        "PREFECT_RUNNER_POLL_FREQUENCY": str(RUNNER_POLL_SECONDS),
         **os.environ,
         "PREFECT_HOME": str(settings.prefect_home),
         "PREFECT_API_URL": settings.prefect_api_url,
@@ -215,6 +229,81 @@ def start_api(settings: Settings, command: list[str], timeout: float = 300.0) ->
     return api_service(settings).ensure(command, url, ready, client_env(settings), timeout)
 
 
+@dataclass(frozen=True)
+class Scheduler:
+    """What `start_scheduler` started or found running."""
+
+    server_pid: int | None  # None: a server not ours already answered, and is used
+    runner_pid: int
+    deployments: list[str]  # `flow/deployment`, as the server names them
+
+
+def start_scheduler(
+    settings: Settings, schedules: bool = True, timeout: float = 300.0
+) -> Scheduler:
+    """The Prefect server and the process serving every deployment (`RUNNER_COMMAND`), as
+    `fraudloop up` starts them, their schedules active; with `schedules=False` paused instead,
+    once any run already started has ended: for a caller that triggers every run itself at
+    times of its own (the demo's simulated days, which a scheduled run at today's date would
+    act on)."""
+    from flows.deployments import deployments, full_name
+    from fraudloop.policy import load_policy
+
+    made = deployments(load_policy(settings.policy_file))
+    names = [full_name(d.name, made) for d in made]
+    server_pid = start_server(settings, timeout)
+    runner_pid = start_runner(settings, RUNNER_COMMAND, names, timeout)
+    set_schedules(settings.prefect_api_url, names, active=schedules, timeout=timeout)
+    return Scheduler(server_pid, runner_pid, names)
+
+
+def set_schedules(api_url: str, names: list[str], active: bool, timeout: float = 300.0) -> None:
+    """Resume or pause the schedules of these deployments (a paused one still runs when
+    triggered); pausing drops the runs scheduled next and waits until none is in flight."""
+    with client(api_url) as c:
+        ids = [c.read_deployment_by_name(name).id for name in names]
+        for deployment_id in ids:
+            if active:
+                c.resume_deployment(deployment_id)
+            else:
+                c.pause_deployment(deployment_id)
+    if active:
+        return
+    poll = retry(retry=retry_if_result(bool), stop=stop_after_delay(timeout), wait=wait_fixed(1))(
+        in_flight
+    )
+    try:
+        poll(api_url, ids)
+    except RetryError as exc:
+        raise ServiceUnavailable(
+            f"runs started before the schedules were paused still go after {timeout:.0f} s; "
+            f"see them in the Prefect UI, {ui_url(api_url)}"
+        ) from exc
+
+
+def in_flight(api_url: str, deployment_ids: list[Any]) -> list[Any]:
+    """Runs of these deployments that are starting, running or being cancelled."""
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with client(api_url) as c:
+        return list(
+            c.read_flow_runs(
+                deployment_filter=DeploymentFilter(id={"any_": deployment_ids}),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType(t) for t in IN_FLIGHT])
+                    )
+                ),
+            )
+        )
+
+
 def stop(settings: Settings) -> dict[str, bool]:
     """Stop the runner, the API, then the server (the runner pauses its schedules on the way
     out, through the server); True for each that was running."""
@@ -227,6 +316,15 @@ def stop(settings: Settings) -> dict[str, bool]:
 
 def ui_url(api_url: str) -> str:
     return api_url.rstrip("/").removesuffix("/api")
+
+
+@contextmanager
+def reporting_to(api_url: str) -> Iterator[None]:
+    """Flows run in this process report to this server (not Prefect's temporary one)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        yield
 
 
 @contextmanager
@@ -320,28 +418,55 @@ def _schedule_text(schedule: Any) -> str:
     return f"cron {cron}" if cron else str(schedule)
 
 
-def run(api_url: str, name: str, timeout: float | None) -> tuple[str, str]:
-    """Trigger a deployment by hand and wait for it (at most `timeout` seconds; None: until
-    done); (flow run name, state name and Prefect's message, if any) of that run."""
-    from prefect.client.schemas.objects import FlowRun
+class Ran(NamedTuple):
+    """A triggered run as it ended (or stood when the wait ran out)."""
+
+    name: str  # the flow run's
+    state: str  # its state's name, and Prefect's message if any
+
+    @property
+    def completed(self) -> bool:
+        return self.state.startswith("Completed")
+
+
+def run(
+    api_url: str, name: str, timeout: float | None, parameters: dict[str, Any] | None = None
+) -> Ran:
+    """Trigger a deployment by hand and wait for it (`trigger`), told in words."""
+    flow_run = trigger(api_url, name, timeout, parameters)
+    state = flow_run.state
+    said = f" ({state.message})" if state and state.message else ""
+    return Ran(flow_run.name, (state.name if state and state.name else "unknown") + said)
+
+
+def trigger(
+    api_url: str, name: str, timeout: float | None, parameters: dict[str, Any] | None = None
+) -> "FlowRun":
+    """Trigger a deployment (these flow parameters over the deployment's) and wait for it: at
+    most `timeout` seconds, None until done; the flow run as it ended, or stood by then."""
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     if not is_up(api_url):
         raise ServiceUnavailable(f"no Prefect server at {api_url}; start it with `fraudloop up`")
     try:
         name = name if "/" in name else _full_name(api_url, name)
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            flow_run = cast(FlowRun, run_deployment(name, timeout=timeout, as_subflow=False))
+        with reporting_to(api_url):
+            return cast(
+                "FlowRun",
+                run_deployment(
+                    name,
+                    parameters=parameters,
+                    timeout=timeout,
+                    poll_interval=WAIT_POLL_SECONDS,
+                    as_subflow=False,
+                ),
+            )
     except ObjectNotFound as exc:
         raise FraudloopError(
             f"the Prefect server at {api_url} has no deployment {name}; serve the deployments "
             "with `fraudloop up` (or `fraudloop deploy`)"
         ) from exc
-    state = flow_run.state
-    said = f" ({state.message})" if state and state.message else ""
-    return flow_run.name, (state.name if state and state.name else "unknown") + said
 
 
 def _full_name(api_url: str, name: str) -> str:

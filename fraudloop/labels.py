@@ -14,15 +14,19 @@ from sqlalchemy import (
     Select,
     String,
     bindparam,
+    exists,
+    func,
+    literal,
     or_,
     select,
     type_coerce,
     union,
+    union_all,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from fraudloop.frames import datetime_array, records
-from fraudloop.storage import Label, TransactionRow, insert_ignore, one_of, read_frame
+from fraudloop.storage import Decision, Label, TransactionRow, insert_ignore, one_of, read_frame
 
 HISTORY_TYPES = {
     "transaction_id": "object",
@@ -38,6 +42,7 @@ LABEL_TYPES = {
     "source": "object",
 }
 CHARGEBACK_ACTOR = "chargeback-feed"  # who recorded a chargeback label
+DECLINED = ("auto_reject", "human_reject")  # final decisions that refused a payment
 HISTORY_COLUMNS = list(HISTORY_TYPES)
 LABEL_COLUMNS = list(LABEL_TYPES)
 
@@ -188,3 +193,81 @@ def labels(session: Session, known_before: datetime | None = None) -> pd.DataFra
     frame = read_frame(session, stmt)
     frame["known_at"] = pd.to_datetime(frame["known_at"])
     return frame
+
+
+@dataclass(frozen=True)
+class CardFlag:
+    """Why a card counts as flagged: its latest fraud label or declined payment in the window."""
+
+    at: datetime
+    cause: str  # "fraud label (chargeback)", "payment declined (human_reject)", ...
+
+
+def flagged_cards(
+    session: Session,
+    customers: Iterable[str],
+    exclude: Iterable[str],
+    since: datetime,
+    until: datetime,
+) -> dict[str, CardFlag]:
+    """The customers (a customer is a card: the store keeps no card key) with a fraud label
+    known, or a payment declined automatically or by a reviewer, in [since, until): the fallback
+    card rule. A later legit label of the same payment takes its flag back (the latest label
+    wins). `exclude`: the batch's own transactions, so that a batch retried routes as it did;
+    `until` is strict, so that the chunks of one run (one `now`) do not flag each other.
+
+    One query for the batch; the few flags it finds are sifted here, not the customers' whole
+    history against the batch's ids in the database."""
+    params = {"customers": list(customers), "since": since, "until": until}
+    skip = set(exclude)
+    found: dict[str, CardFlag] = {}
+    rows = session.execute(_flagged(session.get_bind().dialect.name), params)
+    for customer, transaction_id, at, kind, what in rows:
+        if transaction_id in skip or (customer in found and at <= found[customer].at):
+            continue
+        cause = f"fraud label ({what})" if kind == "label" else f"payment declined ({what})"
+        found[customer] = CardFlag(at, cause)
+    return found
+
+
+@cache
+def _flagged(dialect: str) -> CompoundSelect[Any]:
+    """`flagged_cards`' statement, built once per dialect (ids bound as `storage.one_of` does)."""
+    since = bindparam("since", type_=DateTime)
+    until = bindparam("until", type_=DateTime)
+    legit = aliased(Label)
+
+    def not_taken_back(transaction_id: Any, at: Any) -> Any:
+        return ~exists().where(
+            legit.transaction_id == transaction_id,
+            legit.is_fraud == 0,
+            legit.known_at > at,
+            legit.known_at < until,
+        )
+
+    of_customers = one_of(TransactionRow.customer_id, "customers", dialect)
+    tx_columns = (TransactionRow.customer_id, TransactionRow.transaction_id)
+    declined_at = func.coalesce(Decision.reviewed_at, Decision.decided_at, type_=DateTime)
+    labelled = (
+        select(*tx_columns, Label.known_at, literal("label"), Label.source)
+        .join(Label, Label.transaction_id == TransactionRow.transaction_id)
+        .where(
+            of_customers,
+            Label.is_fraud == 1,
+            Label.known_at >= since,
+            Label.known_at < until,
+            not_taken_back(Label.transaction_id, Label.known_at),
+        )
+    )
+    declined = (
+        select(*tx_columns, declined_at, literal("decision"), Decision.final_decision)
+        .join(Decision, Decision.transaction_id == TransactionRow.transaction_id)
+        .where(
+            of_customers,
+            Decision.final_decision.in_(DECLINED),
+            declined_at >= since,
+            declined_at < until,
+            not_taken_back(Decision.transaction_id, declined_at),
+        )
+    )
+    return union_all(labelled, declined)

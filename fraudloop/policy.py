@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -123,9 +124,16 @@ class Escalation(_Strict):
 
 
 class Fallback(_Strict):
+    """The rules that decide without a model (`fallback_hits`). Left out, `flagged_card_days`
+    turns the card rule off and `below_review_amount` is `allow`: a policy file written before
+    them keeps the routes it had."""
+
     block_amount_above: float = Field(ge=0)
     review_amount_above: float = Field(ge=0)
     watchlist_terminals: list[str] = []
+    flagged_card_days: int | None = Field(default=None, gt=0)
+    flagged_card_action: Literal["review", "block"] = "review"
+    below_review_amount: Literal["allow", "review"] = "allow"
 
     @model_validator(mode="after")
     def _ordered(self) -> "Fallback":
@@ -183,6 +191,42 @@ class Schedules(_Strict):
     alerts_minutes: int = Field(gt=0)
     checkpoint_cron: str
     sync_overlap_seconds: int = Field(ge=0)
+    model_qa_cron: str  # the monthly model QA (`monthly-model-qa`)
+
+
+class Segments(_Strict):
+    """The segments the QA reports cut false positives and negatives by: each list holds the
+    lower edges of its bands, ascending (the last band is open-ended)."""
+
+    amount: list[float] = Field(min_length=1)
+    hour_of_day: list[float] = Field(min_length=1)
+    customer_tenure_days: list[float] = Field(min_length=1)
+    terminal_risk: list[float] = Field(min_length=1)  # known-fraud share of a terminal's payments
+    terminal_risk_days: int = Field(gt=0)  # ... over this many days before the period
+    known_terminal_days: int = Field(gt=0)  # a terminal paid at this recently is known
+
+    @model_validator(mode="after")
+    def _ascending(self) -> "Segments":
+        for name in ("amount", "hour_of_day", "customer_tenure_days", "terminal_risk"):
+            edges = getattr(self, name)
+            if edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+                raise ValueError(f"segments.{name}: need ascending lower edges from 0 up")
+        return self
+
+
+class Reports(_Strict):
+    """The weekly QA report and the monthly model QA (`monitoring.weekly`, `monitoring.model_qa`)."""
+
+    weekly_days: int = Field(gt=0)
+    monthly_days: int = Field(gt=0)
+    sla_target: float = Field(gt=0, le=1)
+    confidence: float = Field(gt=0, lt=1)
+    reliability_bins: int = Field(ge=2)
+    maturity_weeks: int = Field(ge=1)
+    reviewer_days: int = Field(gt=0)
+    sample_rows: int = Field(gt=0)  # a statistic that allows it is computed on a sample beyond
+    min_cohort_outcomes: int = Field(gt=0)
+    segments: Segments
 
 
 class Intake(_Strict):
@@ -256,6 +300,7 @@ class Policy(_Strict):
     monitoring: Monitoring
     schedules: Schedules
     intake: Intake
+    report: Reports
     alerts: Alerts
     limits: Limits
 
@@ -340,14 +385,83 @@ def _route_generic(risk: float, confidence: float, rules: GenericRules) -> Route
     return Route.AUTO_ALLOW
 
 
-def fallback_route(amount: float, terminal_id: str, policy: Policy) -> Route:
-    """Deterministic rules when the model is unavailable: block or review, never a silent allow."""
-    rules = policy.fallback
-    if amount > rules.block_amount_above or terminal_id in rules.watchlist_terminals:
-        return Route.AUTO_BLOCK
-    if amount > rules.review_amount_above:
-        return Route.ASYNC_REVIEW
-    return Route.AUTO_ALLOW
+class FallbackRule(StrEnum):
+    """A fallback rule, named for the `fallback` field that sets it: the name a decision's
+    reasons and audit event carry."""
+
+    BLOCK_AMOUNT = "block_amount_above"
+    WATCHLIST = "watchlist_terminals"
+    FLAGGED_CARD = "flagged_card_days"
+    REVIEW_AMOUNT = "review_amount_above"
+    BELOW_REVIEW = "below_review_amount"
+
+
+@dataclass(frozen=True)
+class RuleRoute:
+    """A fallback rule and the route it gives."""
+
+    rule: FallbackRule
+    route: Route
+
+
+_FALLBACK_ACTION = {
+    "block": Route.AUTO_BLOCK,
+    "review": Route.ASYNC_REVIEW,
+    "allow": Route.AUTO_ALLOW,
+}
+
+
+def fallback_rules(policy: Policy) -> list[RuleRoute]:
+    """The policy's fallback rules in deciding order: blocks first, the below-review choice
+    last (it applies only when no other rule does)."""
+    fb = policy.fallback
+    rules = [
+        RuleRoute(FallbackRule.BLOCK_AMOUNT, Route.AUTO_BLOCK),
+        RuleRoute(FallbackRule.WATCHLIST, Route.AUTO_BLOCK),
+    ]
+    if fb.flagged_card_days is not None:
+        rules.append(RuleRoute(FallbackRule.FLAGGED_CARD, _FALLBACK_ACTION[fb.flagged_card_action]))
+    rules.append(RuleRoute(FallbackRule.REVIEW_AMOUNT, Route.ASYNC_REVIEW))
+    rules.sort(key=lambda hit: hit.route is not Route.AUTO_BLOCK)  # stable: blocks first
+    return [
+        *rules,
+        RuleRoute(FallbackRule.BELOW_REVIEW, _FALLBACK_ACTION[fb.below_review_amount]),
+    ]
+
+
+def fallback_hits(
+    amount: float, terminal_id: str, flagged: bool, policy: Policy
+) -> list[RuleRoute]:
+    """Every fallback rule that applies, the deciding one first; never empty. `flagged`: the
+    card (customer) was flagged within `fallback.flagged_card_days` (`labels.flagged_cards`)."""
+    fb = policy.fallback
+    applies = {
+        FallbackRule.BLOCK_AMOUNT: amount > fb.block_amount_above,
+        FallbackRule.WATCHLIST: terminal_id in fb.watchlist_terminals,
+        FallbackRule.FLAGGED_CARD: flagged,
+        FallbackRule.REVIEW_AMOUNT: amount > fb.review_amount_above,
+    }
+    rules = fallback_rules(policy)
+    return [hit for hit in rules if applies.get(hit.rule)] or rules[-1:]
+
+
+def fallback_route(amount: float, terminal_id: str, policy: Policy, flagged: bool = False) -> Route:
+    """Deterministic rules when the model is unavailable: block or review what any rule marks
+    risky; the rest as `fallback.below_review_amount` says, audited with that rule."""
+    return fallback_hits(amount, terminal_id, flagged, policy)[0].route
+
+
+def fallback_condition(rule: FallbackRule, policy: Policy) -> str:
+    """A fallback rule in words, as `policy explain` and a decision's reasons show it."""
+    fb = policy.fallback
+    return {
+        FallbackRule.BLOCK_AMOUNT: f"amount > {fb.block_amount_above:,.2f}",
+        FallbackRule.WATCHLIST: "terminal on the watch list "
+        f"({len(fb.watchlist_terminals)} terminals)",
+        FallbackRule.FLAGGED_CARD: f"card flagged in the last {fb.flagged_card_days} days",
+        FallbackRule.REVIEW_AMOUNT: f"amount > {fb.review_amount_above:,.2f}",
+        FallbackRule.BELOW_REVIEW: f"no other rule (amount ≤ {fb.review_amount_above:,.2f})",
+    }[rule]
 
 
 def recommendation(route_: Route) -> str:

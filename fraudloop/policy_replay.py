@@ -14,6 +14,7 @@ from fraudloop.decisions import HUMAN_DECISIONS
 from fraudloop.errors import FraudloopError
 from fraudloop.policy import (
     REVIEW_ROUTES,
+    FallbackRule,
     Policy,
     Route,
     fallback_route,
@@ -22,6 +23,7 @@ from fraudloop.policy import (
 )
 
 ACTIONS = ("blocked", "allowed", "review")
+FLAGGED_CARD_RULE = f"fallback.{FallbackRule.FLAGGED_CARD.value}"  # as `pipeline.route` names it
 TRUTHS = ("fraud", "legit", "unknown")
 _ACTION = {Route.AUTO_BLOCK: "blocked", Route.AUTO_ALLOW: "allowed"}
 
@@ -39,19 +41,32 @@ class Replay:
 
 def replay_routes(decisions: pd.DataFrame, policy: Policy) -> pd.Series:
     """The route each stored decision would get under `policy` (fallback rules when unscored)."""
+    reasons = decisions["reasons"] if "reasons" in decisions else [None] * len(decisions)
     routes = [
-        fallback_route(amount, str((snapshot or {}).get("terminal_id", "")), policy)
+        fallback_route(
+            amount,
+            str((snapshot or {}).get("terminal_id", "")),
+            policy,
+            flagged=_card_flagged(why),
+        )
         if pd.isna(score)
         else route_transaction(score, confidence, amount, policy)
-        for score, confidence, amount, snapshot in zip(
+        for score, confidence, amount, snapshot, why in zip(
             decisions["score"],
             decisions["confidence"],
             decisions["amount"],
             decisions["input_snapshot"],
+            reasons,
             strict=True,
         )
     ]
     return pd.Series([r.value for r in routes], index=decisions.index, dtype=object)
+
+
+def _card_flagged(reasons: list[dict[str, object]] | None) -> bool:
+    """Whether the card rule applied when the fallback decided (its stored reasons say so):
+    the flag is a fact of that moment, which the replayed policy cannot look up again."""
+    return any(r.get("feature") == FLAGGED_CARD_RULE for r in reasons or [])
 
 
 def ground_truth(decisions: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:

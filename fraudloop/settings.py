@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from fraudloop import credentials
 
@@ -51,6 +52,30 @@ class Settings(BaseSettings):
     model_refresh_seconds: float = Field(
         30.0, gt=0, description="How often the API checks where the champion alias points"
     )
+    # scale-out: batch scoring over Dask (`flows.score`), the API behind several workers
+    dask_workers: int = Field(
+        0, ge=0, description="Dask workers a scoring window is partitioned over (0: one process)"
+    )
+    dask_address: str | None = Field(
+        None, description="A running Dask scheduler (tcp://…); default: a local cluster per run"
+    )
+    # the server profile (`fraudloop up --profile server`, `flows.profile`): each part a real
+    # server, each on its own PostgreSQL database; what is unset here points at them
+    profile: Literal["embedded", "server"] = Field(
+        "embedded", description="embedded: SQLite and local files; server: `up --profile server`"
+    )
+    server_postgres_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432",
+        description="The PostgreSQL server the server profile keeps a database per service on",
+    )
+    server_database_prefix: str = Field(
+        "fraudloop", pattern="^[a-z][a-z0-9_]{0,40}$", description="<prefix>_store, _mlflow, …"
+    )
+    mlflow_server_url: str = Field(
+        "http://127.0.0.1:5000", description="The server profile's MLflow tracking server"
+    )
+    prefect_work_pool: str = Field("fraudloop", description="The server profile's work pool")
+    prefect_workers: int = Field(1, ge=1, description="Prefect workers the server profile starts")
     alert_sinks: list[str] = Field(
         ["log"],
         description='Where alerts go (JSON list): "log" and/or webhook URLs; every one gets each',
@@ -78,6 +103,26 @@ class Settings(BaseSettings):
             if not getattr(self, name) and stored.get(name):
                 setattr(self, name, stored[name])
         return self
+
+    @model_validator(mode="after")
+    def _server_profile(self) -> "Settings":
+        """In the server profile, the store, the tracking URI and Prefect's database left unset
+        are the profile's servers; set any of them to use another."""
+        if self.profile == "server":
+            self.db_url = self.db_url or self.server_database("store")
+            self.mlflow_tracking_uri = self.mlflow_tracking_uri or self.mlflow_server_url
+            self.prefect_database_url = self.prefect_database_url or self.server_database(
+                "prefect", driver="asyncpg"
+            )
+        return self
+
+    def server_database(self, service: str, driver: str = "psycopg") -> str:
+        """The server profile's database of one service (`store`, `mlflow`, `prefect`,
+        `labelstudio`), as a SQLAlchemy URL with this driver."""
+        url = make_url(self.server_postgres_url).set(
+            drivername=f"postgresql+{driver}", database=f"{self.server_database_prefix}_{service}"
+        )
+        return url.render_as_string(hide_password=False)
 
     def secrets(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in credentials.FIELDS}

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
 
 from fraudloop.errors import FraudloopError, ServiceUnavailable
@@ -31,8 +32,11 @@ _BANNED_SUBNETS_EXCEPT_LOOPBACK = (
 )
 
 
-def server_env(data_dir: Path, username: str, password: str, token: str) -> dict[str, str]:
-    """Environment for a private server: no update check, no Sentry, no analytics.
+def server_env(
+    data_dir: Path, username: str, password: str, token: str, database: str | None = None
+) -> dict[str, str]:
+    """Environment for a private server: no update check, no Sentry, no analytics; its
+    database in the data dir (SQLite), or the PostgreSQL `database` URL names.
 
     Inherited LABEL_STUDIO_*/HEARTEX_* variables are dropped because Label Studio reads them
     before the plain names and could silently re-enable what we turn off here.
@@ -42,6 +46,7 @@ def server_env(data_dir: Path, username: str, password: str, token: str) -> dict
     }
     return {
         **inherited,
+        **(postgres_env(database) if database else {}),
         "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
         "LABEL_STUDIO_USERNAME": username,
         "LABEL_STUDIO_PASSWORD": password,
@@ -53,6 +58,19 @@ def server_env(data_dir: Path, username: str, password: str, token: str) -> dict
         "COLLECT_ANALYTICS": "false",
         "USE_DEFAULT_BANNED_SUBNETS": "false",
         "USER_ADDITIONAL_BANNED_SUBNETS": _BANNED_SUBNETS_EXCEPT_LOOPBACK,
+    }
+
+
+def postgres_env(database: str) -> dict[str, str]:
+    """Label Studio's own settings for a PostgreSQL database (`DJANGO_DB=default`, POSTGRE_*)."""
+    url = make_url(database)
+    return {
+        "DJANGO_DB": "default",
+        "POSTGRE_NAME": url.database or "",
+        "POSTGRE_USER": url.username or "postgres",
+        "POSTGRE_PASSWORD": url.password or "",
+        "POSTGRE_HOST": url.host or "127.0.0.1",
+        "POSTGRE_PORT": str(url.port or 5432),
     }
 
 
@@ -95,7 +113,8 @@ def wait_healthy(
 
 
 def start_configured(settings: Settings) -> int | None:
-    """`start` with everything taken from the settings (the CLI and the demo use this)."""
+    """`start` with everything taken from the settings (the CLI and the demo use this); in the
+    server profile on its PostgreSQL database (created beforehand: `flows.profile`)."""
     return start(
         settings.labelstudio_venv,
         settings.labelstudio_data_dir,
@@ -104,6 +123,7 @@ def start_configured(settings: Settings) -> int | None:
         username=settings.labelstudio_username,
         password=settings.labelstudio_password,
         token=settings.labelstudio_token,
+        database=settings.server_database("labelstudio") if settings.profile == "server" else None,
     )
 
 
@@ -116,8 +136,10 @@ def start(
     password: str,
     token: str,
     timeout: float = 300.0,  # first start migrates a fresh database: ~1 min idle, 3 under load
+    database: str | None = None,
 ) -> int | None:
-    """Launch the server detached and wait until healthy; returns its pid.
+    """Launch the server detached and wait until healthy; returns its pid. Its database is
+    SQLite in `data_dir`, or the PostgreSQL one `database` names.
 
     A no-op when a server already answers on host:port (returns our recorded pid, or None if
     someone else started it); waits when our recorded process is still starting there.
@@ -154,7 +176,7 @@ def start(
         proc = subprocess.Popen(
             cmd,
             cwd=data_dir,
-            env=server_env(data_dir, username, password, token),
+            env=server_env(data_dir, username, password, token, database),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -149,6 +149,20 @@ def fit_challenger(
 ) -> Challenger:
     """Build the training set known at `as_of`, fit on its past, score its recent holdout."""
     frame = build_training_frame(transactions, labels, as_of, window_days, config.features)
+    return fit_on_frame(frame, transactions, labels, as_of, holdout_days, config)
+
+
+def fit_on_frame(  # noqa: PLR0913 - the training set and where it came from
+    frame: TrainingFrame,
+    transactions: pd.DataFrame,
+    labels: pd.DataFrame,
+    as_of: datetime,
+    holdout_days: int,
+    config: ModelConfig,
+) -> Challenger:
+    """`fit_challenger` on a training frame already built: the replay benchmark keeps each
+    day's features as scoring computed them, which are the ones `build_training_frame` would
+    compute again (the features of a row use only labels known before its own time)."""
     split = split_by_time(frame, transactions, holdout_days)
     model = train_model(split.train.X, split.train.y, config.training)
     metrics = holdout_metrics(split, model.predict_proba(split.holdout.X))

@@ -159,6 +159,17 @@ def set_champion(name: str, version: int, history: list[int], *, tracking_uri: s
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
 
 
+def wins(challenger: float, champion: float | None, min_gain: float) -> tuple[bool, str]:
+    """The promotion rule, and why: a challenger wins when there is no champion, or when it
+    beats the champion's metric on the same holdout by more than `min_gain` (higher is better).
+    The registry and the replay benchmark decide with this one function."""
+    if champion is None:
+        return True, "no champion yet"
+    if challenger > champion + min_gain:
+        return True, f"{challenger:.4f} > {champion:.4f} + {min_gain}"
+    return False, f"{challenger:.4f} <= {champion:.4f} + {min_gain}"
+
+
 def promote_if_better(
     name: str,
     challenger_version: int,
@@ -179,14 +190,10 @@ def promote_if_better(
         raise ValueError(f"champion v{current} of '{name}' exists: pass its holdout metric")
     if current == challenger_version:
         promote, reason = False, f"v{challenger_version} is already the champion"
-    elif current is None:
-        promote, reason = True, "no champion yet"
-    elif challenger_metric > champion_metric + min_gain:  # type: ignore[operator]
-        promote = True
-        reason = f"{challenger_metric:.4f} > {champion_metric:.4f} + {min_gain}"
     else:
-        promote = False
-        reason = f"{challenger_metric:.4f} <= {champion_metric:.4f} + {min_gain}"
+        promote, reason = wins(
+            challenger_metric, None if current is None else champion_metric, min_gain
+        )
     client = _client(tracking_uri)
     if promote:
         history = [*champion_history(name, tracking_uri=tracking_uri), challenger_version]

@@ -5,7 +5,10 @@ Evidently is imported inside the function: the import takes several seconds and 
 or the early window will look drifted.
 """
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel
@@ -50,8 +53,13 @@ def drift_report(
     out_html: Path,
     out_json: Path | None = None,
     score_column: str | None = "score",
+    keep: Callable[[Any], str] | None = None,
+    timestamp: datetime | None = None,
+    tags: list[str] | None = None,
 ) -> DriftSummary:
-    """Run the preset on `columns` plus a separate score-drift check, save HTML (and JSON).
+    """Run the preset on `columns` plus a separate score-drift check, save HTML (and JSON);
+    `keep` is given the snapshot (`monitoring.evidently_runs.add_snapshot`), stamped with
+    `timestamp` (the period's end) and `tags`.
 
     The score is checked beside, not inside, the preset so that prediction drift does not
     change the share of drifted features that decides dataset drift. Frames without the score
@@ -84,7 +92,11 @@ def drift_report(
     snapshot = Report(metrics, include_tests=True).run(
         Dataset.from_pandas(current[used], data_definition=definition),
         Dataset.from_pandas(reference[used], data_definition=definition),
+        timestamp=timestamp,
+        tags=tags,
     )
+    if keep is not None:
+        keep(snapshot)
     out_html.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(out_html))
     if out_json is not None:

@@ -9,6 +9,9 @@ from fraudloop.decisions import monitoring_frame
 from fraudloop.settings import Settings
 from fraudloop.storage import Quarantine
 from monitoring.metrics import override_rate
+from monitoring.qa_data import count_events
+
+ESCALATION_EVENT = "escalated"  # `labeling.review.cases.close`
 
 
 def loop_summary(
@@ -25,7 +28,9 @@ def loop_summary(
         "sent_to_review": int(frame["review_created_at"].notna().sum()),
         "reviewed": overrides.reviewed,
         "overridden": overrides.overridden,
-        "escalated": int(finals.get("escalated", 0)),
+        # a case that left its queue upward (to Tier 2, or a Tier 3 page) is an `escalated`
+        # audit event; no decision ever ends as "escalated", its transaction is decided later
+        "escalated": count_events(session, ESCALATION_EVENT),
         "awaiting_review": int(
             (frame["review_created_at"].notna() & frame["final_decision"].isna()).sum()
         ),

@@ -2,6 +2,7 @@
 
 validate -> stored history -> features -> champion (+ SHAP) -> route -> decisions, audit, outbox
 -> (batches) active-learning picks within the day's review budget (`pipeline.selection`).
+Without a model (or on its error) the fallback rules route, the batch's flagged cards read at once.
 No Prefect here: a flow wraps these steps in tasks, an API calls them with a warm model.
 """
 
@@ -105,13 +106,31 @@ def decide(
     with `select_reviews` (batches: an online request of one has nothing to choose among),
     add active-learning picks within the day's budget. A retried batch picks nothing again."""
     scored, info, _ = predict(session, model, tx, policy, run)
+    flagged = card_flags(session, tx, policy, now) if scored is None else {}
     labels.add_transactions(session, tx)
-    batch = build_decisions(tx, scored, policy, info, now)
+    batch = build_decisions(tx, scored, policy, info, now, flagged)
     new = decisions.save(session, batch)
     picked = 0
     if select_reviews and new and scored is not None:
         picked = add_picks(session, tx, scored, batch, policy, now)
     return Decided(batch.decisions, new, fallback=scored is None, picked=picked)
+
+
+def card_flags(
+    session: Session, tx: pd.DataFrame, policy: Policy, now: datetime
+) -> dict[str, labels.CardFlag]:
+    """The batch's cards flagged within `fallback.flagged_card_days`, for the fallback card
+    rule: one query for the batch, none while the model decides or the rule is off."""
+    days = policy.fallback.flagged_card_days
+    if days is None:
+        return {}
+    return labels.flagged_cards(
+        session,
+        tx["customer_id"].unique().tolist(),
+        tx["transaction_id"].tolist(),
+        now - timedelta(days=days),
+        now,
+    )
 
 
 def add_picks(

@@ -3,20 +3,28 @@
 Pure: nothing is read or written here (`fraudloop.decisions.save` stores the batch).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import repeat
+from typing import Any
 
 import pandas as pd
 
 from fraudloop import audit
 from fraudloop.decisions import DecisionBatch
 from fraudloop.frames import column_values
+from fraudloop.labels import CardFlag
 from fraudloop.policy import (
     ACTIVE_LEARNING_QUEUE,
     REVIEW_ROUTES,
+    FallbackRule,
     Policy,
     Route,
-    fallback_route,
+    RuleRoute,
+    fallback_condition,
+    fallback_hits,
+    fallback_rules,
     queue_priority,
     recommendation,
     route_transaction,
@@ -41,29 +49,44 @@ def build_decisions(
     policy: Policy,
     model: ModelInfo | None,
     now: datetime,
+    flagged: Mapping[str, CardFlag] | None = None,
 ) -> DecisionBatch:
-    """Route each transaction; `scored=None` means the model is unavailable (fallback rules).
+    """Route each transaction; `scored=None` means the model is unavailable (fallback rules),
+    `flagged` then holds the batch's flagged cards (`labels.flagged_cards`). A fallback
+    decision's reasons are the rules that applied, the deciding one first, and its audit event
+    names that one (`fallback_rule`).
 
     Column by column rather than `to_dict` per row: this runs for every scored transaction.
     """
     batch = DecisionBatch()
     n = len(tx)
+    fallback = scored is None
+    flags = flagged or {}
+    words = (
+        {h.rule: fallback_condition(h.rule, policy) for h in fallback_rules(policy)}
+        if fallback
+        else {}
+    )
     rows = zip(
         column_values(tx, "transaction_id"),
         column_values(tx, "tx_datetime"),
         column_values(tx, "amount"),
         column_values(tx, "terminal_id"),
+        column_values(tx, "customer_id") if fallback else repeat(None, n),
         redact_frame(tx),
         column_values(scored, "score") if scored is not None else [None] * n,
         column_values(scored, "confidence") if scored is not None else [None] * n,
-        column_values(scored, "reasons") if scored is not None else [[] for _ in range(n)],
+        column_values(scored, "reasons") if scored is not None else repeat(None, n),
         strict=True,
     )
-    for tx_id, tx_time, amount, terminal, snapshot, score, confidence, reasons in rows:
+    for tx_id, tx_time, amount, terminal, customer, snapshot, score, confidence, why in rows:
         if score is None:
-            rt = fallback_route(amount, terminal, policy)
+            flag = flags.get(customer)
+            hits = fallback_hits(amount, terminal, flag is not None, policy)
+            rt, rule = hits[0].route, hits[0].rule.value
+            reasons = fallback_reasons(hits, amount, flag, words, now)
         else:
-            rt = route_transaction(score, confidence, amount, policy)
+            rt, reasons, rule = route_transaction(score, confidence, amount, policy), why, None
         final = FINAL_FOR_ROUTE.get(rt)
         model_version = model.version if model and score is not None else None
         batch.decisions.append(
@@ -85,22 +108,23 @@ def build_decisions(
                 "input_snapshot": snapshot,
             }
         )
-        batch.events.append(
-            audit.event(
-                f"decision:{tx_id}",
-                "decision" if final else "routed_to_review",
-                "model" if score is not None else "fallback_rules",
-                now,
-                transaction_id=tx_id,
-                input_snapshot=snapshot,
-                model_version=model_version,
-                model_confidence=confidence,
-                explanation_tokens=[r["text"] for r in reasons],
-                decision=final,
-                route=rt.value,
-                policy_version=policy.version,
-            )
+        decided = audit.event(
+            f"decision:{tx_id}",
+            "decision" if final else "routed_to_review",
+            "model" if score is not None else "fallback_rules",
+            now,
+            transaction_id=tx_id,
+            input_snapshot=snapshot,
+            model_version=model_version,
+            model_confidence=confidence,
+            explanation_tokens=[r["text"] for r in reasons],
+            decision=final,
+            route=rt.value,
+            policy_version=policy.version,
         )
+        if rule is not None:  # a fallback decision names the rule that decided it
+            decided["details"]["fallback_rule"] = rule
+        batch.events.append(decided)
         if rt in REVIEW_ROUTES:
             sla = policy.sla_for(rt) or 0
             batch.reviews.append(
@@ -116,6 +140,35 @@ def build_decisions(
                 }
             )
     return batch
+
+
+def fallback_reasons(
+    hits: list[RuleRoute],
+    amount: float,
+    flag: CardFlag | None,
+    words: Mapping[FallbackRule, str],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The fallback rules that applied as a decision's reasons, in the scoring contract's shape
+    (the API and the review screen show them as they show the model's): `feature` names the
+    rule's policy field, `value` is what it measured, and no model contributed."""
+    out = []
+    for hit in hits:
+        value, why = float(amount), words[hit.rule]
+        if hit.rule is FallbackRule.WATCHLIST:
+            value = 1.0
+        elif hit.rule is FallbackRule.FLAGGED_CARD and flag is not None:
+            value = round((now - flag.at) / timedelta(days=1), 2)
+            why = f"{why}: {flag.cause} {value:g} days ago"
+        out.append(
+            {
+                "feature": f"fallback.{hit.rule.value}",
+                "value": value,
+                "contribution": 0.0,
+                "text": f"fallback rule (no model): {why} -> {hit.route.value}",
+            }
+        )
+    return out
 
 
 def learning_cases(

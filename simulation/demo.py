@@ -1,40 +1,59 @@
 """The whole loop over a few simulated days: the embedded default a new user runs first.
 
-A simulated world (`simulation.world`) stands in for the card network, the chargeback feed and
-the reviewers; everything else is the real thing: Label Studio, the MLflow registry, Prefect
-flow runs, the decision store. Reviewers answer through Label Studio's API as a person would.
+A simulated world (`simulation.world`) stands in for the card network, the cardholders who
+dispute a fraud and the reviewers; everything else is the real thing, started as `fraudloop up`
+starts it: Label Studio, a Prefect server with the process serving every deployment, the MLflow
+registry, the decision store. The world writes each micro-batch into the transactions landing
+folder and each day's chargebacks into the chargebacks landing folder; every step after the
+first model is a run of a deployment, triggered with the simulated time and waited for (their
+schedules are paused meanwhile: a scheduled run at today's date would act on the simulated
+days). Reviewers answer through Label Studio's API as a person would, between those runs. The
+summary is read from the store, the registry and the reports afterwards.
+
+The demo itself is no flow: it is the world around the system (and the data scientist who
+trains the first model, `train_flow`); what the system did are the deployments' runs.
 """
 
+import json
+import os
 import random
 import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from sqlalchemy import select
 
-from flows.chargebacks import chargeback_flow
-from flows.monitor import monitor_flow
-from flows.retrain import retrain_flow
+from flows import server as scheduler
 from flows.runtime import Runtime, runtime
-from flows.score import score_flow
-from flows.sync import sync_flow
 from flows.train import train_flow
+from fraudloop.errors import FraudloopError
 from fraudloop.feed import read_window, write_jsonl
-from fraudloop.policy import QUEUES, SIGNOFF_QUEUE
-from fraudloop.settings import get_settings
-from fraudloop.storage import open_session
+from fraudloop.policy import QUEUES, SIGNOFF_QUEUE, Route
+from fraudloop.settings import Settings, get_settings
+from fraudloop.storage import AuditEvent, Decision, open_session
 from labeling import server
 from labeling.client import connect
+from labeling.label_config import OUTCOMES
 from labeling.projects import delete_projects
 from labeling.reviewers import add_reviewer, login_token
+from models.features import FEATURE_COLUMNS
+from models.governance import list_versions
+from monitoring.drift import summarize
 from monitoring.summary import loop_summary
+from pipeline.route import FINAL_FOR_ROUTE
 from simulation.faults import inject_malformed
 from simulation.reviewers import review_pending
 from simulation.world import SimulationConfig, WorldFiles, simulate, write_world
+
+DROP_PREFIX = "demo-"  # the demo's files in the landing folders (a fresh demo removes them)
+CHARGEBACK_REASON = "10.4 other fraud, card absent"  # the card scheme's reason code and text
+PROMOTION_EVENTS = ("promotion", "promotion_rejected")  # `models.promotion.promote`
+PAID = (FINAL_FOR_ROUTE[Route.AUTO_ALLOW], OUTCOMES["approve"])  # final decisions that pay
 
 
 @dataclass(frozen=True)
@@ -43,7 +62,7 @@ class DemoConfig:
     terminals: int = 3000
     history_days: int = 35  # simulated days before live scoring: training window + label delay
     live_days: int = 3
-    batches_per_day: int = 4
+    batches_per_day: int = 2  # each one a score-intake and a sync-reviews run
     reviewer_error_rate: float = 0.05
     review_lag_minutes: int = 20  # how long after a batch the reviewers' answers are synced
     drift: float = 0.5  # injected from the second live day on, so the drift report has a story
@@ -51,15 +70,55 @@ class DemoConfig:
     seed: int = 7
     # high-impact cases need a second sign-off by another Label Studio user than the first
     second_reviewer: str = "second-reviewer@fraudloop.local"
+    run_timeout_seconds: float = 900.0  # a triggered run not done by then fails the demo
 
 
-@task(cache_policy=NO_CACHE)
-def prepare(rt: Runtime, config: DemoConfig, fresh: bool) -> tuple[WorldFiles, datetime]:
-    """Start Label Studio, reset state if asked, and write the simulated world."""
-    s = rt.settings
-    server.start_configured(s)
-    if fresh:
-        delete_projects(rt.labelstudio(), s.labelstudio_project_prefix)
+def run_demo(
+    config: DemoConfig, fresh: bool = True, say: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """Start Label Studio, the Prefect server and the deployments as `fraudloop up` does (left
+    running for the user to look at), then drive the simulated days through them; `say` is
+    told each step. Returns the summary."""
+    settings = get_settings()
+    runner_up = scheduler.runner_service(settings).running() is not None
+    if fresh and not runner_up:  # nothing serves the deployments: no run uses the state
+        reset_state(settings)
+    scheduler.start_server(settings)  # the first model's training reports to it
+    say(f"Prefect server: {scheduler.ui_url(settings.prefect_api_url)}")
+    with ThreadPoolExecutor(2) as pool, scheduler.reporting_to(settings.prefect_api_url):
+        labelstudio = pool.submit(server.start_configured, settings)  # its first start: a minute
+        deployments = pool.submit(scheduler.start_scheduler, settings, False)
+        if fresh and runner_up:  # an earlier `up`'s: its runs end (paused) before the state goes
+            deployments.result()
+            reset_state(settings)
+        rt = runtime(settings)
+        world, live_start = write_simulated_world(rt, config)
+        say(f"simulated world: {world.transactions}; training the first model")
+        train_flow(world.transactions, world.chargebacks, live_start)
+        labelstudio.result()
+        say(f"deployments served, schedules paused: {len(deployments.result().deployments)}")
+    with scheduler.reporting_to(settings.prefect_api_url):
+        return live_days(rt, config, world, live_start, fresh, say)
+
+
+def reset_state(settings: Settings) -> None:
+    """Forget earlier runs: the store, registry, reports, data and the demo's landed files.
+    Label Studio's data dir stays (its first start migrates for a minute), and so does the
+    Prefect server's (it is running, with the runs of earlier demos to look at)."""
+    home = settings.home
+    for name in ("fraudloop.db", "mlflow.db", "mlartifacts", "reports", "data"):
+        target = home / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    for folder in (settings.transactions_landing, settings.chargebacks_landing):
+        for landed in folder.glob(f"{DROP_PREFIX}*"):
+            landed.unlink()
+
+
+def write_simulated_world(rt: Runtime, config: DemoConfig) -> tuple[WorldFiles, datetime]:
+    """The simulated world on disk; returns it and when live scoring starts."""
     cfg = SimulationConfig(
         n_customers=config.customers,
         n_terminals=config.terminals,
@@ -68,24 +127,64 @@ def prepare(rt: Runtime, config: DemoConfig, fresh: bool) -> tuple[WorldFiles, d
         drift=config.drift,
         drift_start_day=config.history_days + 1,
     )
-    files = write_world(simulate(cfg), s.home / "data", rt.policy.learning.chargeback_delay_days)
+    delay = rt.policy.learning.chargeback_delay_days
+    files = write_world(simulate(cfg), rt.settings.home / "data", delay)
     return files, cfg.start + timedelta(days=config.history_days)
 
 
-def feed_drop(rt: Runtime, source: Path, start: datetime, end: datetime, faults: int) -> Path:
-    """The window as the payment system's JSONL drop, with a few malformed records in it."""
+def land(folder: Path, name: str, arrived: datetime, write: Callable[[Path], object]) -> Path:
+    """Drop a file as a producer should (written aside, renamed into place), stamped with the
+    simulated time it arrived: the intake takes it as settled, and in the order of the days."""
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / f"{DROP_PREFIX}{name}.part"
+    write(part)
+    stamp = arrived.replace(tzinfo=UTC).timestamp()  # naive UTC, as the store keeps times
+    os.utime(part, (stamp, stamp))
+    return part.rename(folder / f"{DROP_PREFIX}{name}")
+
+
+def drop_transactions(
+    rt: Runtime, source: Path, start: datetime, end: datetime, faults: int
+) -> Path:
+    """The window as the payment system's JSONL file, a few malformed records in it."""
     records = inject_malformed(read_window(source, start, end), faults, seed=int(start.timestamp()))
-    return write_jsonl(records, rt.settings.home / "data" / "feed" / f"{start:%Y%m%dT%H%M}.jsonl")
+    return land(
+        rt.settings.transactions_landing,
+        f"{start:%Y%m%dT%H%M}.jsonl",
+        end,
+        lambda path: write_jsonl(records, path),
+    )
 
 
-def reset_state(home: Path) -> None:
-    """Forget earlier runs; Label Studio's data dir stays (its first start migrates for a minute)."""
-    for name in ("fraudloop.db", "mlflow.db", "mlartifacts", "reports", "data"):
-        target = home / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
+def drop_chargebacks(rt: Runtime, source: Path, start: datetime, end: datetime) -> int:
+    """Cardholders dispute the frauds of [start, end) that were paid (auto-allowed, or approved
+    by a reviewer): the chargebacks file of the day; returns how many it holds."""
+    world = pd.read_parquet(
+        source,
+        columns=["transaction_id", "is_fraud"],
+        filters=[
+            ("tx_datetime", ">=", pd.Timestamp(start)),
+            ("tx_datetime", "<", pd.Timestamp(end)),
+        ],
+    )
+    frauds = world.loc[world["is_fraud"] == 1, "transaction_id"].astype(str).tolist()
+    with open_session(rt.db_url) as s:
+        paid = sorted(
+            s.scalars(
+                select(Decision.transaction_id).where(
+                    Decision.transaction_id.in_(frauds), Decision.final_decision.in_(PAID)
+                )
+            )
+        )
+    rows = pd.DataFrame({"transaction_id": paid, "date": f"{end:%Y-%m-%d}"})
+    rows["reason"] = CHARGEBACK_REASON
+    land(
+        rt.settings.chargebacks_landing,
+        f"{start:%Y%m%d}.csv",
+        end,
+        lambda path: rows.to_csv(path, index=False),
+    )
+    return len(paid)
 
 
 def case_truth(source: Path) -> dict[str, int]:
@@ -98,7 +197,6 @@ def case_truth(source: Path) -> dict[str, int]:
     }
 
 
-@task(cache_policy=NO_CACHE)
 def reviewers_work(
     rt: Runtime, truth: dict[str, int], error_rate: float, seed: int, second_token: str
 ) -> int:
@@ -115,7 +213,6 @@ def reviewers_work(
     )
 
 
-@task(cache_policy=NO_CACHE)
 def demo_reviewers(rt: Runtime, second: str, now: datetime) -> str:
     """Register the simulated analysts as `fraudloop reviewers add` does; returns the second
     reviewer's API token.
@@ -132,40 +229,112 @@ def demo_reviewers(rt: Runtime, second: str, now: datetime) -> str:
     return login_token(s.labelstudio_url, second, s.labelstudio_password)
 
 
-@flow(name="demo")
-def demo_flow(config: DemoConfig, fresh: bool = True) -> dict[str, Any]:
-    """Train, then score/review/sync day by day, retrain, monitor; returns the summary."""
-    settings = get_settings()
+def trigger(
+    api_url: str, deployment: str, timeout: float, say: Callable[[str], None], **at: datetime
+) -> None:
+    """Run a deployment at the simulated time and wait; the demo stops unless it completed."""
+    ran = scheduler.run(api_url, deployment, timeout, dict(at))
+    if not ran.completed:
+        raise FraudloopError(
+            f"demo: the {deployment} run {ran.name} ended {ran.state}; its logs are in the "
+            f"Prefect UI, {scheduler.ui_url(api_url)}"
+        )
+    when = ", ".join(f"{k} {v:%Y-%m-%d %H:%M}" for k, v in at.items())
+    say(f"{deployment} ({when}): flow run {ran.name} {ran.state}")
+
+
+def trained_models(settings: Settings) -> list[dict[str, Any]]:
+    """Each version the loop registered, oldest first: promoted or not (the audit trail) and
+    what it learnt from (the registry's lineage tags)."""
+    with open_session(settings.database_url) as s:
+        outcomes = s.execute(
+            select(AuditEvent.model_version, AuditEvent.event_type)
+            .where(AuditEvent.event_type.in_(PROMOTION_EVENTS))
+            .order_by(AuditEvent.seq)
+        ).all()
+    lineage = {v.version: v for v in list_versions(settings.model_name, settings.tracking_uri)}
+    trained = []
+    for version, kind in outcomes:
+        made = lineage[int(str(version))]
+        trained.append(
+            {
+                "version": made.version,
+                "promoted": kind == "promotion",
+                "label_counts": made.label_counts,
+                "reviewed_labels_in_training": int(
+                    made.window.get("reviewed_labels_in_training", 0)
+                ),
+            }
+        )
+    return trained
+
+
+def written_reports(reports: Path, as_of: datetime) -> dict[str, Any]:
+    """What the QA-report run wrote for `as_of`, found by the date in the file names: the QA
+    report, the drift report, and how many features drifted (Evidently's verdicts, from the
+    JSON it saved)."""
+    day = f"{as_of:%Y-%m-%d}"
+    qa = sorted(reports.glob(f"*qa*{day}.html"))
+    html, verdicts = reports / f"drift-{day}.html", reports / f"drift-{day}.json"
+    drifted = "n/a"
+    if verdicts.is_file():
+        found = summarize(
+            json.loads(verdicts.read_text()), FEATURE_COLUMNS, "score", html, verdicts
+        )
+        drifted = f"{found.n_drifted}/{found.n_columns}"
+    return {
+        "report": qa[0] if qa else None,
+        "drift_html": html if html.is_file() else None,
+        "drifted": drifted,
+    }
+
+
+def live_days(  # noqa: PLR0913 - the run's parts, each from `run_demo`
+    rt: Runtime,
+    config: DemoConfig,
+    world: WorldFiles,
+    live_start: datetime,
+    fresh: bool,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Drop, score, review and sync batch by batch, chargebacks each night, then retrain and
+    report: each step a triggered deployment run. Returns the summary."""
+    settings = rt.settings
     if fresh:
-        reset_state(settings.home)
-    rt = runtime(settings)
-    log = get_run_logger()
-    world, live_start = prepare(rt, config, fresh)
+        delete_projects(rt.labelstudio(), settings.labelstudio_project_prefix)
+    api, wait = settings.prefect_api_url, config.run_timeout_seconds
     source = world.transactions
     truth = case_truth(source)
     second = demo_reviewers(rt, config.second_reviewer, live_start)
     step = timedelta(days=1) / config.batches_per_day
-    trained = [train_flow(source, world.chargebacks, live_start)]
-    last_chargebacks = live_start
+    lag = timedelta(minutes=config.review_lag_minutes)
     for day in range(config.live_days):
+        day_start = live_start + timedelta(days=day)
         for b in range(config.batches_per_day):
-            start = live_start + day * timedelta(days=1) + b * step
-            drop = feed_drop(rt, source, start, start + step, config.malformed_per_batch)
-            result = score_flow(drop, start, start + step)
+            start = day_start + b * step
+            drop_transactions(rt, source, start, start + step, config.malformed_per_batch)
+            trigger(api, "score-intake", wait, say, now=start + step)
             answered = reviewers_work(
                 rt, truth, config.reviewer_error_rate, config.seed + day * 100 + b, second
             )
-            sync_flow(start + step + timedelta(minutes=config.review_lag_minutes))
-            log.info("day %d batch %d: %s, %d reviewed", day + 1, b + 1, result, answered)
-        now = live_start + timedelta(days=day + 1)
-        chargeback_flow(world.chargebacks, now, since=last_chargebacks)
-        last_chargebacks = now
+            say(f"reviewers answered {answered} case(s) in Label Studio")
+            trigger(api, "sync-reviews", wait, say, now=start + step + lag)
+        day_end = day_start + timedelta(days=1)
+        disputed = drop_chargebacks(rt, source, day_start, day_end)
+        say(f"day {day + 1}: {disputed} chargeback(s) landed")
+        trigger(api, "chargeback-intake", wait, say, now=day_end)
     end = live_start + timedelta(days=config.live_days)
-    for drain in range(2):  # sign-offs and Tier 2 cases opened by the last syncs
-        sync_flow(end + timedelta(minutes=config.review_lag_minutes + 5 + 5 * drain))
-        reviewers_work(rt, truth, config.reviewer_error_rate, config.seed + 9000 + drain, second)
-    sync_flow(end + timedelta(minutes=config.review_lag_minutes + 15))
-    trained.append(retrain_flow(end))
-    monitoring = monitor_flow(end)
+    # the sign-offs and Tier 2 cases the last sync opened: delivered, answered, applied
+    trigger(api, "sync-reviews", wait, say, now=end + 2 * lag)
+    reviewers_work(rt, truth, config.reviewer_error_rate, config.seed + 9000, second)
+    trigger(api, "sync-reviews", wait, say, now=end + 3 * lag)
+    trigger(api, "retrain", wait, say, as_of=end)
+    trigger(api, "qa-report", wait, say, as_of=end)
+    trained = trained_models(settings)
     with open_session(rt.db_url) as s:
-        return {**loop_summary(s, settings, trained, monitoring), "trained": trained}
+        summary = loop_summary(s, settings, trained, written_reports(settings.reports_dir, end))
+    summary["where"]["Prefect UI"] = (
+        f"{scheduler.ui_url(api)}  (the demo's runs; its schedules stay paused, the days "
+        "being simulated: `uv run fraudloop up` resumes them)"
+    )
+    return {**summary, "trained": trained}

@@ -1,10 +1,15 @@
-"""The whole loop for real: Label Studio server, MLflow registry, Prefect flow runs, SQLite store.
+"""The whole loop for real: Label Studio server, MLflow registry, a Prefect server with the
+deployments served, SQLite store.
 
-One small simulated world goes through train -> score -> review in Label Studio -> sync ->
-chargebacks -> retrain -> monitor, exactly as `fraudloop demo` runs it.
+One small simulated world goes through train -> landing files -> score-intake -> review in
+Label Studio -> sync-reviews -> chargeback files -> chargeback-intake -> retrain -> qa-report,
+exactly as `fraudloop demo` runs it: every step after the first model a triggered run of a
+deployment, which the Prefect server must hold as completed.
 """
 
+import socket
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +18,19 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
+from flows import server
 from fraudloop import audit
 from fraudloop.settings import PACKAGE_DIR, get_settings
-from fraudloop.storage import AuditEvent, Decision, Label, Quarantine, ReviewTask, open_session
+from fraudloop.storage import (
+    AuditEvent,
+    ChargebackRow,
+    Decision,
+    IntakeFile,
+    Label,
+    Quarantine,
+    ReviewTask,
+    open_session,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +38,19 @@ CONFIG: dict[str, Any] = {
     "customers": 500,
     "terminals": 1000,
     "history_days": 30,
-    "live_days": 3,
+    "live_days": 2,
     "batches_per_day": 2,
     "malformed_per_batch": 1,
+}
+BATCHES = CONFIG["live_days"] * CONFIG["batches_per_day"]
+# the deployment runs the demo triggers: a score and a sync per batch, chargebacks each night,
+# two syncs draining the last sign-offs, one retrain and one QA report
+RUNS = {
+    "score-intake": BATCHES,
+    "sync-reviews": BATCHES + 2,
+    "chargeback-intake": CONFIG["live_days"],
+    "retrain": 1,
+    "qa-report": 1,
 }
 
 
@@ -39,6 +64,12 @@ def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def loop(
     labelstudio: tuple[str, str],
@@ -46,15 +77,36 @@ def loop(
     policy_file: Path,
     fraudloop_env: Callable[..., None],
 ) -> Iterator[dict[str, Any]]:
-    from simulation.demo import DemoConfig, demo_flow
+    """`fraudloop demo`'s run, its Prefect server and runner on a free port, stopped after."""
+    from simulation.demo import DemoConfig, run_demo
 
     monkeypatch = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("home")
     fraudloop_env(monkeypatch, home, *labelstudio, policy_file, "e2e-test")
-    summary = demo_flow(DemoConfig(**CONFIG), fresh=True)
-    yield summary
-    monkeypatch.undo()
+    monkeypatch.setenv("FRAUDLOOP_PREFECT_API_URL", f"http://127.0.0.1:{_free_port()}/api")
     get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        yield run_demo(DemoConfig(**CONFIG), fresh=True)
+    finally:
+        stopped = server.stop(settings)
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert stopped == {"deployments": True, "api": False, "prefect-server": True}
+
+
+def _runs(deployment: str) -> list[Any]:
+    """Every flow run the Prefect server holds of this deployment, oldest first."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with server.client(get_settings().prefect_api_url) as c:
+        return list(
+            c.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])),
+                sort=FlowRunSort.START_TIME_ASC,
+            )
+        )
 
 
 def _db() -> str:
@@ -65,7 +117,8 @@ def test_summary_counts_the_whole_loop(loop: dict[str, Any]) -> None:
     counts = loop["counts"]
     assert counts["transactions_scored"] > 1000
     assert counts["sent_to_review"] > 0
-    assert counts["reviewed"] + counts["escalated"] == counts["sent_to_review"]
+    # an escalation is an event on the way to a decision: it is counted, never a final state
+    assert counts["reviewed"] + counts["awaiting_review"] == counts["sent_to_review"]
     assert counts["awaiting_review"] == 0
     assert (
         counts["auto_allowed"] + counts["auto_blocked"] + counts["sent_to_review"]
@@ -100,6 +153,7 @@ def test_every_transaction_has_one_final_decision_and_audit_events(loop: dict[st
     assert (
         decisions.loc[decisions["route"] == "auto_allow", "final_decision"].eq("auto_approve").all()
     )
+    assert loop["counts"]["escalated"] == (events["event_type"] == "escalated").sum()
 
 
 def test_reviews_went_through_label_studio(loop: dict[str, Any]) -> None:
@@ -119,12 +173,61 @@ def test_reviewed_labels_feed_the_next_model(loop: dict[str, Any]) -> None:
     first, retrained = loop["trained"]
     assert retrained["version"] > first["version"]
     with open_session(_db()) as s:
-        review_labels = set(s.scalars(select(Label.transaction_id).where(Label.source == "review")))
+        review_labels = s.scalar(select(func.count()).where(Label.source == "review"))
         rejected = s.scalar(select(func.count()).select_from(Quarantine))
-    used = review_labels.intersection(retrained["training_ids"])
-    assert retrained["reviewed_labels_in_training"] == len(used) > 0
-    assert first["reviewed_labels_in_training"] == 0
+    # the registry's lineage of each version: how many training rows had a reviewer's label
+    # (a source no label came from yet is left out)
+    assert 0 < retrained["label_counts"].get("review", 0) <= review_labels, loop["trained"]
+    assert retrained["reviewed_labels_in_training"] > 0
+    assert first["label_counts"].get("review", 0) == first["reviewed_labels_in_training"] == 0
     assert rejected > 0
+
+
+def test_each_step_was_a_completed_run_of_its_deployment(loop: dict[str, Any]) -> None:
+    live_start = datetime(2018, 4, 1) + timedelta(days=CONFIG["history_days"])
+    step = timedelta(days=1) / CONFIG["batches_per_day"]
+    for deployment, expected in RUNS.items():
+        runs = _runs(deployment)
+        assert len(runs) == expected, deployment
+        assert {r.state.type.value for r in runs} == {"COMPLETED"}, deployment
+        assert not any(r.auto_scheduled for r in runs), f"{deployment}: schedules not paused"
+    scored_at = [datetime.fromisoformat(r.parameters["now"]) for r in _runs("score-intake")]
+    assert scored_at == [live_start + (i + 1) * step for i in range(BATCHES)]
+    assert [r.parameters["as_of"] for r in _runs("retrain")] == [
+        (live_start + timedelta(days=CONFIG["live_days"])).isoformat()
+    ]
+    assert "Prefect UI" in loop["where"]
+
+
+def test_the_store_holds_what_the_landing_files_brought(loop: dict[str, Any]) -> None:
+    with open_session(_db()) as s:
+        files = pd.read_sql(select(IntakeFile), s.connection())
+        decided = s.scalar(select(func.count()).select_from(Decision))
+        chargebacks = s.scalar(select(func.count()).select_from(ChargebackRow))
+        charged = s.scalar(
+            select(func.count()).where(
+                Label.source == "chargeback", Label.actor == "chargeback-intake"
+            )
+        )
+        paid = set(
+            s.scalars(
+                select(Decision.final_decision).where(
+                    Decision.transaction_id.in_(select(ChargebackRow.transaction_id))
+                )
+            )
+        )
+    transactions = files[files["kind"] == "transactions"]
+    assert len(transactions) == BATCHES
+    assert set(transactions["status"]) == {"done"}
+    malformed = BATCHES * CONFIG["malformed_per_batch"]
+    assert (
+        decided == loop["counts"]["transactions_scored"] == transactions["rows"].sum() - malformed
+    )
+    nightly = files[files["kind"] == "chargebacks"]
+    assert len(nightly) == CONFIG["live_days"]
+    assert set(nightly["status"]) == {"done"}
+    assert chargebacks == charged == nightly["rows"].sum() > 0
+    assert paid <= {"auto_approve", "human_approve"}  # a dispute is of a payment that went through
 
 
 def test_promotion_is_audited(loop: dict[str, Any]) -> None:

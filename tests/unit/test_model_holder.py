@@ -111,3 +111,66 @@ def test_a_request_never_waits_for_a_slow_registry() -> None:
             break
         threading.Event().wait(0.05)
     assert "unreachable" in (holder.status().error or "")
+
+
+def test_a_new_version_makes_its_first_prediction_before_requests_get_it() -> None:
+    """The swap waits for the new model's first prediction (made beside the requests), so no
+    request pays a fresh model's first call; one that fails to predict is never swapped in."""
+    registry, now = Registry(), [0.0]
+    warmed: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def warm(model: FakeModel) -> None:
+        if model.version == 1:  # startup
+            warmed.append(1)
+            return
+        entered.set()
+        release.wait(timeout=30)
+        if model.version == 3:  # noqa: PLR2004 - the broken artifact below
+            raise ValueError("broken artifact")
+        warmed.append(model.version)
+
+    holder = ModelHolder(
+        registry.load, registry.alias_version, 30.0, clock=lambda: now[0], warm=warm
+    )
+    assert holder.current().version == 1 and warmed == [1]
+    registry.alias, now[0] = 2, 30.0
+    assert holder.current().version == 1  # the check starts beside this request
+    assert entered.wait(timeout=10)
+    assert holder.current().version == 1  # v2 is loaded, its first prediction still running
+    release.set()
+    _until(lambda: holder.current().version == 2)  # noqa: PLR2004 - the new champion
+    assert warmed == [1, 2]
+    entered.clear()
+    registry.alias, now[0] = 3, 60.0
+    holder.current()
+    assert entered.wait(timeout=10)
+    _until(lambda: holder.status().error is not None)
+    assert holder.current().version == 2 and "broken artifact" in (holder.status().error or "")
+
+
+def test_workers_check_the_alias_at_their_own_phase() -> None:
+    registry, now = Registry(), [0.0]
+    holder = ModelHolder(
+        registry.load,
+        registry.alias_version,
+        30.0,
+        clock=lambda: now[0],
+        background=_inline,
+        phase=10.0,
+    )
+    holder.current()
+    registry.alias, now[0] = 2, 19.9
+    assert holder.current().version == 1
+    now[0] = 20.0  # 30 s after startup less the phase
+    assert holder.current().version == 2  # noqa: PLR2004 - the new champion
+    now[0] = 49.9
+    assert holder.current().version == 2 and registry.loads == 2  # noqa: PLR2004 - every 30 s
+
+
+def _until(check: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if check():
+            return
+        threading.Event().wait(0.05)
+    pytest.fail("not within 10 s")

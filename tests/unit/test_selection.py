@@ -134,7 +134,8 @@ def test_diversity_is_bounded_by_its_pool() -> None:
 
 
 def test_mix_splits_the_strategic_picks_by_the_policys_shares() -> None:
-    plan = selection.strategy_plan(SHIPPED, 10)
+    mix = _config(strategy="mix")
+    plan = selection.strategy_plan(mix, 10)
     assert sum(n for _, n in plan) == 10
     assert dict(plan) == {
         Strategy.TOP_SCORE: 5,
@@ -142,8 +143,9 @@ def test_mix_splits_the_strategic_picks_by_the_policys_shares() -> None:
         Strategy.DIVERSITY: 2,
         Strategy.IMPACT: 1,
     }
-    assert sum(n for _, n in selection.strategy_plan(SHIPPED, 7)) == 7
-    picks = selection.select_reviews(_random_frame(100), 20, _config(exploration_share=0), 0)
+    assert sum(n for _, n in selection.strategy_plan(mix, 7)) == 7
+    config = _config(strategy="mix", exploration_share=0)
+    picks = selection.select_reviews(_random_frame(100), 20, config, 0)
     assert picks["strategy"].value_counts().to_dict() == {
         "top_score": 10,
         "uncertainty": 4,
@@ -155,7 +157,7 @@ def test_mix_splits_the_strategic_picks_by_the_policys_shares() -> None:
 def test_a_strategy_short_of_candidates_passes_its_slots_on() -> None:
     """Nothing was auto-allowed: top_score has no candidate, the next strategies pick."""
     cands = _frame([0.97, 0.98, 0.99, 0.96], ["auto_block"] * 4)
-    config = _config(exploration_share=0, mix={"top_score": 0.5, "impact": 0.5})
+    config = _config(strategy="mix", exploration_share=0, mix={"top_score": 0.5, "impact": 0.5})
     picks = selection.select_reviews(cands, 4, config, 0)
     assert len(picks) == 4 and set(picks["strategy"]) == {"impact"}
 

@@ -1,0 +1,85 @@
+"""`fraudloop report …`: the QA meeting's weekly report and the monthly model QA, by hand (the
+`qa-report` and `monthly-model-qa` deployments run them on their schedules)."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from fraudloop.errors import FraudloopError
+from monitoring.evidently_workspace import UI_PORT
+
+console = Console()
+report_app = typer.Typer(
+    help="QA reports: weekly (drift, overrides, SLAs, errors by segment, model quality) and the "
+    "monthly model QA. `fraudloop report` alone is `fraudloop report weekly`.",
+    invoke_without_command=True,
+)
+AsOf = Annotated[
+    datetime | None, typer.Option(help="End of the period reported on (default: now, UTC)")
+]
+
+
+def _show(result: dict[str, Any]) -> None:
+    for key in ("report", "pdf", "markdown", "drift_html", "drifted", "mlflow_run"):
+        if key in result:
+            console.print(f"[bold]{key}[/bold]: {result[key]}", soft_wrap=True)
+
+
+def _run(name: str, as_of: datetime | None) -> None:
+    """Run a report flow; a user's error is one line, without a traceback."""
+    from flows.runtime import stop_ephemeral_api
+
+    try:
+        if name == "weekly":
+            from flows.monitor import monitor_flow
+
+            result = monitor_flow(as_of)
+        else:
+            from flows.model_qa import model_qa_flow
+
+            result = model_qa_flow(as_of)
+    except FraudloopError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(code=2) from exc
+    finally:
+        stop_ephemeral_api()
+    _show(result)
+
+
+@report_app.callback()
+def report(ctx: typer.Context, as_of: AsOf = None) -> None:
+    """The weekly QA report, unless a report is named."""
+    if ctx.invoked_subcommand is None:
+        _run("weekly", as_of)
+
+
+@report_app.command()
+def weekly(as_of: AsOf = None) -> None:
+    """The weekly QA report over the policy's `report.weekly_days` (HTML, PDF, Markdown under
+    reports/, logged to MLflow, its Evidently run kept in the workspace)."""
+    _run("weekly", as_of)
+
+
+@report_app.command("model-qa")
+def model_qa(as_of: AsOf = None) -> None:
+    """The monthly model QA over `report.monthly_days`: cohorts, bias checks, drift, champions."""
+    _run("model-qa", as_of)
+
+
+@report_app.command("evidently-ui")
+def evidently_ui(
+    port: Annotated[int, typer.Option(help="Port of the Evidently UI")] = UI_PORT,
+) -> None:
+    """Serve the Evidently workspace (every drift and weekly QA run, as a trend) until stopped."""
+    import subprocess
+    import sys
+
+    from fraudloop.settings import get_settings
+    from monitoring.evidently_workspace import ui_argv, workspace_dir
+
+    home = get_settings().home
+    workspace_dir(home).mkdir(parents=True, exist_ok=True)
+    console.print(f"Evidently UI: http://127.0.0.1:{port}  ({workspace_dir(home)})", soft_wrap=True)
+    raise typer.Exit(subprocess.call(ui_argv(sys.executable, home, port)))
