@@ -30,7 +30,7 @@ from fraudloop.storage import AuditEvent, Decision, migrate, open_session
 from models.registry import champion_version
 from simulation.world import SimulationConfig, simulate, write_world
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
 SLOW_CHUNK = 10  # rows per stored chunk: a run long enough to be killed halfway
 
 
