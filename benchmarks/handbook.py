@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fraudloop import tracking
 from fraudloop.errors import FraudloopError
 from models.evaluate import average_precision, brier, card_precision_top_k, roc_auc
 from models.features import (
@@ -283,18 +284,8 @@ def log_outcome(
     import matplotlib.pyplot as plt
     import mlflow
     import shap
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = (
-        found.experiment_id
-        if found is not None
-        else client.create_experiment(
-            experiment,
-            artifact_location=artifact_root.resolve().as_uri() if artifact_root else None,
-        )
-    )
+    experiment_id = tracking.experiment_id(tracking_uri, experiment, artifact_root)
     w, test = outcome.window, outcome.test
     y = test["is_fraud"].to_numpy(int)
     params = {

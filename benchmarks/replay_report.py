@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.replay import STATIC, weekly_misses
+from fraudloop import tracking
 
 EXPERIMENT = "replay-benchmark"
 RECOVERY_SHARE = 0.9  # recovered: back within 10 % of the pre-drift CP@100 / ceiling ratio
@@ -178,30 +179,19 @@ def log_to_mlflow(
     """One MLflow run in the `replay-benchmark` experiment: the parameters, each strategy's
     headline metrics, the JSON and the page; returns the run id."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = (
-        found.experiment_id
-        if found is not None
-        else client.create_experiment(
-            EXPERIMENT,
-            artifact_location=artifact_root.resolve().as_uri() if artifact_root else None,
-        )
-    )
+    experiment_id = tracking.experiment_id(tracking_uri, EXPERIMENT, artifact_root)
     mlflow.set_tracking_uri(tracking_uri)
     name = f"{params['start']} +{params['days']}d"
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.log_params(params)
         for name, s in result["strategies"].items():
-            mlflow.log_metrics(
-                {
-                    f"{name}.cp100_mean": s["cp100_mean"],
-                    f"{name}.vs_static_daily_mean": s["vs_static_daily_mean"],
-                    f"{name}.fraud_caught": s["fraud_caught"],
-                }
-            )
+            figures = {
+                f"{name}.cp100_mean": s["cp100_mean"],
+                f"{name}.vs_static_daily_mean": s["vs_static_daily_mean"],
+                f"{name}.fraud_caught": s["fraud_caught"],
+            }
+            mlflow.log_metrics({k: v for k, v in figures.items() if v is not None})
         mlflow.log_dict(result, "replay.json")
         mlflow.log_text(page_html, "replay.html")
     return run.info.run_id

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from fraudloop import tracking
 from monitoring.document import Document, pictures, render_html, render_markdown
 from monitoring.pdf import render_pdf
 
@@ -39,15 +40,7 @@ def log_report(
     (figures that could not be measured are left out); returns its run id. `artifact_root`:
     where a new experiment keeps its files with a SQLite tracking store (None: the server's)."""
     client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(EXPERIMENT)
-    experiment = (
-        found.experiment_id
-        if found is not None
-        else client.create_experiment(
-            EXPERIMENT,
-            artifact_location=artifact_root.resolve().as_uri() if artifact_root else None,
-        )
-    )
+    experiment = tracking.experiment_id(tracking_uri, EXPERIMENT, artifact_root)
     run = client.create_run(experiment, run_name=run_name, tags=tags)
     run_id = run.info.run_id
     for key, value in metrics.items():
