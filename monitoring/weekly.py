@@ -6,8 +6,11 @@ beside the report); `weekly_document` lays them out with their pictures for HTML
 PDF (`monitoring.document`, `monitoring.pdf`).
 """
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel
@@ -208,83 +211,33 @@ def sampling_notes(earlier: list[Sample], rows: int) -> list[str]:
 
 
 def _headline_rows(now: Headline, before: Headline, target: float) -> list[list[str]]:
-    def row(name: str, a: str, b: str, change: str) -> list[str]:
-        return [name, a, b, change]
-
-    return [
-        row(
-            "Payments decided",
-            count(now.decisions),
-            count(before.decisions),
-            relative_change(now.decisions, before.decisions),
-        ),
-        row(
-            "Auto-allowed share",
-            pct(now.allow_share),
-            pct(before.allow_share),
-            share_change(now.allow_share, before.allow_share),
-        ),
-        row(
-            "Auto-blocked share",
-            pct(now.block_share),
-            pct(before.block_share),
-            share_change(now.block_share, before.block_share),
-        ),
-        row(
-            "Sent to review share",
-            pct(now.review_share),
-            pct(before.review_share),
-            share_change(now.review_share, before.review_share),
-        ),
-        row(
-            "Fraud caught (declined, confirmed fraud)",
-            count(now.fraud_caught),
-            count(before.fraud_caught),
-            relative_change(now.fraud_caught, before.fraud_caught),
-        ),
-        row(
-            "Amount prevented (confirmed)",
-            num(now.amount_prevented, ",.2f"),
-            num(before.amount_prevented, ",.2f"),
-            relative_change(now.amount_prevented, before.amount_prevented),
-        ),
-        row(
-            "Fraud caught, expected from scores",
-            num(now.expected_fraud_caught),
-            num(before.expected_fraud_caught),
-            relative_change(now.expected_fraud_caught, before.expected_fraud_caught),
-        ),
-        row(
+    """This week, last week and the change, one row per headline figure (throughput has no
+    change column)."""
+    money, per_second = partial(num, fmt=",.2f"), partial(num, fmt=".3f")
+    figures: list[tuple[str, str, Callable[[Any], str], Callable[[Any, Any], str] | None]] = [
+        ("Payments decided", "decisions", count, relative_change),
+        ("Auto-allowed share", "allow_share", pct, share_change),
+        ("Auto-blocked share", "block_share", pct, share_change),
+        ("Sent to review share", "review_share", pct, share_change),
+        ("Fraud caught (declined, confirmed fraud)", "fraud_caught", count, relative_change),
+        ("Amount prevented (confirmed)", "amount_prevented", money, relative_change),
+        ("Fraud caught, expected from scores", "expected_fraud_caught", num, relative_change),
+        (
             "Amount prevented, expected from scores",
-            num(now.expected_amount_prevented, ",.2f"),
-            num(before.expected_amount_prevented, ",.2f"),
-            relative_change(now.expected_amount_prevented, before.expected_amount_prevented),
+            "expected_amount_prevented",
+            money,
+            relative_change,
         ),
-        row(
-            "Override rate (final decisions)",
-            pct(now.override_rate),
-            pct(before.override_rate),
-            share_change(now.override_rate, before.override_rate),
-        ),
-        row(
-            f"SLA compliance (target {target:.0%})",
-            pct(now.sla_compliance),
-            pct(before.sla_compliance),
-            share_change(now.sla_compliance, before.sla_compliance),
-        ),
-        row(
-            "Throughput, payments/s (week mean)",
-            num(now.decisions_per_second, ".3f"),
-            num(before.decisions_per_second, ".3f"),
-            "",
-        ),
-        row(
-            "Throughput, payments/s (busiest hour)",
-            num(now.busiest_hour_per_second, ".3f"),
-            num(before.busiest_hour_per_second, ".3f"),
-            "",
-        ),
+        ("Override rate (final decisions)", "override_rate", pct, share_change),
+        (f"SLA compliance (target {target:.0%})", "sla_compliance", pct, share_change),
+        ("Throughput, payments/s (week mean)", "decisions_per_second", per_second, None),
+        ("Throughput, payments/s (busiest hour)", "busiest_hour_per_second", per_second, None),
     ]
+    rows = []
+    for name, field, shown, change in figures:
+        a, b = getattr(now, field), getattr(before, field)
+        rows.append([name, shown(a), shown(b), change(a, b) if change else ""])
+    return rows
 
 
 def _quality_section(rep: WeeklyReport, level: float) -> Section:
