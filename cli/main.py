@@ -187,6 +187,9 @@ def deploy(
     feed: Annotated[
         Path | None, typer.Option(help="Also serve this chargeback label feed (`simulate`'s)")
     ] = None,
+    paused: Annotated[
+        bool, typer.Option(help="Register the schedules paused: runs only when triggered")
+    ] = False,
 ) -> None:
     """Serve every scheduled deployment against the Prefect server until stopped (`fraudloop
     up` runs this detached): intake scoring, label sync, SLA sweep, chargeback intake, drift
@@ -205,7 +208,7 @@ def deploy(
     from flows.deployments import deployments
     from fraudloop.policy import load_policy
 
-    serve(*deployments(_run(load_policy, s.policy_file), feed))
+    serve(*deployments(_run(load_policy, s.policy_file), feed, paused=paused))
 
 
 def _installed() -> Settings:

@@ -29,11 +29,15 @@ ONE_AT_A_TIME = ConcurrencyLimitConfig(
 )
 
 
-def deployments(policy: Policy, chargeback_feed: Path | None = None) -> list[RunnerDeployment]:
+def deployments(
+    policy: Policy, chargeback_feed: Path | None = None, paused: bool = False
+) -> list[RunnerDeployment]:
     """Scoring from the intake, label sync, SLA sweep, chargeback intake, the daily drift check,
     nightly retraining, the weekly QA report and the monthly model QA, each on its schedule;
-    with `chargeback_feed`
-    also the label-event feed `fraudloop simulate` writes."""
+    with `chargeback_feed` also the label-event feed `fraudloop simulate` writes. `paused`
+    registers them paused: the server's scheduler never sees them active, so no run is
+    scheduled at all (pausing after registering races the scheduler, which may insert an
+    hour of runs from what it read just before)."""
     s = policy.schedules
     once = ONE_AT_A_TIME
     made = [
@@ -82,7 +86,10 @@ def deployments(policy: Policy, chargeback_feed: Path | None = None) -> list[Run
                 concurrency_limit=once,
             )
         )
-    return [d for d in made if isinstance(d, RunnerDeployment)]  # sync calls: never coroutines
+    served = [d for d in made if isinstance(d, RunnerDeployment)]  # sync calls: never coroutines
+    for d in served:
+        d.paused = paused
+    return served
 
 
 def full_name(name: str, made: list[RunnerDeployment]) -> str:

@@ -28,6 +28,7 @@ from fraudloop.pids import alive, signal_group
 from fraudloop.settings import Settings
 
 if TYPE_CHECKING:  # Prefect loads inside the functions that use it: `fraudloop --help` stays fast
+    from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter
     from prefect.client.schemas.objects import FlowRun
 
 SERVER, RUNNER, API = "prefect-server", "deployments", "api"
@@ -242,8 +243,8 @@ def start_scheduler(
     settings: Settings, schedules: bool = True, timeout: float = 300.0
 ) -> Scheduler:
     """The Prefect server and the process serving every deployment (`RUNNER_COMMAND`), as
-    `fraudloop up` starts them, their schedules active; with `schedules=False` paused instead,
-    once any run already started has ended: for a caller that triggers every run itself at
+    `fraudloop up` starts them, their schedules active; with `schedules=False` registered
+    paused (or paused, for a runner already serving), once any run already started has ended: for a caller that triggers every run itself at
     times of its own (the demo's simulated days, which a scheduled run at today's date would
     act on)."""
     from flows.deployments import deployments, full_name
@@ -252,7 +253,8 @@ def start_scheduler(
     made = deployments(load_policy(settings.policy_file))
     names = [full_name(d.name, made) for d in made]
     server_pid = start_server(settings, timeout)
-    runner_pid = start_runner(settings, RUNNER_COMMAND, names, timeout)
+    command = RUNNER_COMMAND if schedules else [*RUNNER_COMMAND, "--paused"]
+    runner_pid = start_runner(settings, command, names, timeout)
     set_schedules(settings.prefect_api_url, names, active=schedules, timeout=timeout)
     return Scheduler(server_pid, runner_pid, names)
 
@@ -279,29 +281,42 @@ def set_schedules(api_url: str, names: list[str], active: bool, timeout: float =
             f"runs started before the schedules were paused still go after {timeout:.0f} s; "
             f"see them in the Prefect UI, {ui_url(api_url)}"
         ) from exc
+    with client(api_url) as c:  # the scheduler may have inserted runs from a read before the pause
+        for run in c.read_flow_runs(
+            deployment_filter=_deployment_ids(ids), flow_run_filter=_in_states("SCHEDULED")
+        ):
+            if run.auto_scheduled:
+                c.delete_flow_run(run.id)
 
 
 def in_flight(api_url: str, deployment_ids: list[Any]) -> list[Any]:
     """Runs of these deployments that are starting, running or being cancelled."""
+    with client(api_url) as c:
+        return list(
+            c.read_flow_runs(
+                deployment_filter=_deployment_ids(deployment_ids),
+                flow_run_filter=_in_states(*IN_FLIGHT),
+            )
+        )
+
+
+def _deployment_ids(ids: list[Any]) -> "DeploymentFilter":
+    from prefect.client.schemas.filters import DeploymentFilter
+
+    return DeploymentFilter(id={"any_": ids})
+
+
+def _in_states(*types: str) -> "FlowRunFilter":
     from prefect.client.schemas.filters import (
-        DeploymentFilter,
         FlowRunFilter,
         FlowRunFilterState,
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
 
-    with client(api_url) as c:
-        return list(
-            c.read_flow_runs(
-                deployment_filter=DeploymentFilter(id={"any_": deployment_ids}),
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(
-                        type=FlowRunFilterStateType(any_=[StateType(t) for t in IN_FLIGHT])
-                    )
-                ),
-            )
-        )
+    return FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(t) for t in types]))
+    )
 
 
 def stop(settings: Settings) -> dict[str, bool]:

@@ -162,7 +162,14 @@ def test_reviews_went_through_label_studio(loop: dict[str, Any]) -> None:
         reviewers = set(s.scalars(select(Decision.reviewer).where(Decision.reviewer.is_not(None))))
     assert not tasks.empty
     assert tasks["ls_task_id"].notna().all()
-    assert set(tasks["status"]) == {"reviewed"}
+    # a case ends reviewed, or escalated (a sign-off disagreement, a breached SLA), and then
+    # the case it was escalated to is there
+    assert set(tasks["status"]) <= {"reviewed", "escalated"}
+    escalated = tasks[tasks["status"] == "escalated"]
+    assert set(escalated["case_id"]) <= set(tasks["parent_case_id"].dropna())
+    assert set(tasks.loc[tasks["status"] == "reviewed", "transaction_id"]) == set(
+        tasks["transaction_id"]
+    )
     # the Label Studio users who annotated: the fixture's user, and the demo's second reviewer
     # for the sign-offs of high-impact cases
     assert reviewers <= {"reviewer@fraudloop.test", "second-reviewer@fraudloop.local"}
