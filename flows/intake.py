@@ -111,7 +111,7 @@ def chargeback_file(rt: Runtime, claim: intake.Claim, now: datetime) -> intake.C
 
 
 def _model(rt: Runtime) -> "ScoringModel | None":
-    from flows.tasks import champion
+    from flows.champion import champion
 
     try:
         return champion(rt)
@@ -129,7 +129,7 @@ def score_intake_flow(now: datetime | None = None) -> dict[str, Any]:
     claims = take_files(rt, intake.TRANSACTIONS, now)
     if not claims:
         return {"files": [], "scored": 0, "new_decisions": 0, "rejected": 0}
-    from flows.tasks import deliver_reviews
+    from flows.delivery import deliver_reviews
     from pipeline.decide import BatchResult
 
     model = _model(rt)

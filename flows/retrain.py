@@ -6,7 +6,7 @@ from typing import Any
 from prefect import flow
 
 from flows.runtime import runtime
-from flows.tasks import champion_metrics, fit, register_and_judge
+from flows.training import champion_metrics, fit, register_and_judge
 
 
 @flow(name="retrain")

@@ -15,10 +15,11 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 
+from flows.champion import champion
+from flows.delivery import deliver_reviews
 from flows.partitions import Partition, plan, whole, worker_history
 from flows.runtime import Runtime, runtime
 from flows.scale_out import dask_runner, tasks_report_here
-from flows.tasks import champion, deliver_reviews
 from flows.worker_model import ModelRef, loaded
 from fraudloop.feed import read_window
 from fraudloop.storage import open_session

@@ -7,8 +7,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.delivery import deliver_reviews
 from flows.runtime import Runtime, runtime
-from flows.tasks import deliver_reviews
 from fraudloop.storage import open_session
 from labeling.escalation import push_patches
 from labeling.reconcile import SyncResult, sync_reviews

@@ -9,7 +9,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import Runtime, runtime
-from flows.tasks import champion_metrics, fit, register_and_judge
+from flows.training import champion_metrics, fit, register_and_judge
 from fraudloop import feed, labels
 from fraudloop.storage import open_session
 

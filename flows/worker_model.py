@@ -32,7 +32,7 @@ class ModelRef:
 @cache
 def loaded(ref: ModelRef) -> ScoringModel:
     """`ref`'s version, loaded on first use in this process, which is then tuned for scoring
-    as the flow's own process is (`flows.tasks.champion`)."""
+    as the flow's own process is (`flows.champion.champion`)."""
     client = MlflowClient(tracking_uri=ref.tracking_uri, registry_uri=ref.tracking_uri)
     pyfunc = load_pyfunc(client.get_model_version_download_uri(ref.name, str(ref.version)))
     model = ScoringModel(

@@ -1,48 +1,20 @@
-"""Tasks more than one flow runs; each calls plain functions, Prefect adds retries and logs."""
+"""Training tasks the retrain and first-train flows share: fit, compare, register, promote."""
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import Runtime
 from fraudloop import labels
-from fraudloop.alerts import LogSink
-from fraudloop.process import tune_for_scoring
 from fraudloop.storage import open_session
-from labeling.outbox import DeliveryResult, deliver_by_policy, held_alerts
 from models.challenger import Challenger, fit_challenger, holdout_metrics, run_record
 from models.governance import selection_strategy
 from models.promotion import promote
 from models.registry import champion_version, log_and_register
-from models.scoring import ScoringModel, load_model
-from monitoring.alerting import raise_alerts
+from models.scoring import load_model
 from pipeline.features import model_config
-
-
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
-def champion(rt: Runtime) -> ScoringModel:
-    """The champion, with this process tuned for scoring (`fraudloop.process`)."""
-    s = rt.settings
-    model = load_model(s.tracking_uri, s.model_name, "champion")
-    tune_for_scoring()
-    return model
-
-
-@task(cache_policy=NO_CACHE)
-def deliver_reviews(rt: Runtime, now: datetime) -> DeliveryResult:
-    """Outbox to Label Studio; if it is down the cases stay pending and a later run delivers them."""
-    try:
-        client = rt.labelstudio()
-        projects = rt.projects(client)
-    except Exception as exc:  # any outage leaves the outbox for the next run
-        get_run_logger().warning("Label Studio unavailable, reviews stay in the outbox: %s", exc)
-        return DeliveryResult(error=str(exc))
-    with open_session(rt.db_url) as s, s.begin():
-        result = deliver_by_policy(s, client, projects, rt.policy, now)
-        raise_alerts(s, held_alerts(result.held, now), LogSink(), now)
-    return result
 
 
 @task(cache_policy=NO_CACHE)
