@@ -223,6 +223,10 @@ def append(session: Session, events: list[dict[str, Any]]) -> int:
     held = session.info.get(_DEFERRED)
     if held is not None:
         return _hold(session, held, events)
+    # the stored form and its canonical text do not depend on the chain: made before the lock,
+    # which then covers only the key check, the hashes and the insert (concurrent writers wait
+    # on the lock, so what it covers bounds how far they scale)
+    prepared = {ev["idempotency_key"]: _prepared(ev) for ev in reversed(events)}
     _lock_chain(session)
     fresh = _unseen(session, events)
     if not fresh:
@@ -233,9 +237,8 @@ def append(session: Session, events: list[dict[str, Any]]) -> int:
     prev = head
     rows = []
     for ev in fresh:
-        row = _stored_form(ev)
-        content = {**row, "timestamp": row["timestamp"].isoformat()}
-        row["prev_hash"], row["hash"] = prev, _sha256(prev, stored_canonical(content))
+        row, canonical = prepared[ev["idempotency_key"]]
+        row["prev_hash"], row["hash"] = prev, _sha256(prev, canonical)
         prev = row["hash"]
         rows.append(row)
     moved = session.execute(
@@ -556,6 +559,12 @@ def _stored_keys(session: Session, keys: list[str]) -> Iterator[str]:
     per_query = len(keys) if dialect == "postgresql" else _KEYS_PER_QUERY
     for start in range(0, len(keys), per_query):
         yield from session.scalars(stmt, {"keys": keys[start : start + per_query]})
+
+
+def _prepared(ev: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """The event's stored form and the canonical text its hash is taken of."""
+    row = _stored_form(ev)
+    return row, stored_canonical({**row, "timestamp": row["timestamp"].isoformat()})
 
 
 def _stored_form(ev: Mapping[str, Any]) -> dict[str, Any]:
