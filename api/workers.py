@@ -17,7 +17,7 @@ from gunicorn.app.base import BaseApplication
 
 from fraudloop.settings import Settings
 
-WORKER_CLASS = "uvicorn.workers.UvicornWorker"
+WORKER_CLASS = "uvicorn_worker.UvicornWorker"  # uvicorn's own `uvicorn.workers` is deprecated
 KEEPALIVE_SECONDS = 5  # uvicorn's own default (gunicorn's is 2)
 BOOT_SECONDS = 180  # a worker loads MLflow and its model before it answers (minutes if busy)
 
