@@ -289,11 +289,18 @@ def json_text(value: Any) -> str:
         return json.dumps(value, default=json_default, allow_nan=False)
 
 
+# how long a SQLite writer waits for another process's write (the API's workers, a flow run)
+# before "database is locked" (Python's default, 5 s, a large scoring batch's write can outlast)
+SQLITE_BUSY_SECONDS = 60
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True, json_serializer=json_text)
-    if url.startswith("sqlite"):
+    sqlite = url.startswith("sqlite")
+    connect_args = {"timeout": SQLITE_BUSY_SECONDS} if sqlite else {}
+    engine = create_engine(url, future=True, json_serializer=json_text, connect_args=connect_args)
+    if sqlite:
         event.listen(engine, "connect", _sqlite_wal)
     return engine
 

@@ -19,6 +19,7 @@ from fraudloop.policy import load_policy
 from fraudloop.schema import validate_batch
 from fraudloop.settings import PACKAGE_DIR
 from fraudloop.storage import (
+    SQLITE_BUSY_SECONDS,
     AuditChainHead,
     AuditEvent,
     Base,
@@ -324,3 +325,10 @@ def test_migrations_build_the_models_schema_and_step_down_and_up(db_url: str) ->
 def _verified(url: str) -> audit.VerifyResult:
     with Session(make_engine(url)) as s:
         return audit.verify(s)
+
+
+def test_a_sqlite_writer_waits_for_another_processes_write(tmp_path: Any) -> None:
+    """A second process writing (an API worker, a flow run) makes this one wait, not fail."""
+    with make_engine(f"sqlite:///{tmp_path / 'store.db'}").connect() as conn:
+        waits_ms = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    assert waits_ms == SQLITE_BUSY_SECONDS * 1000
