@@ -107,12 +107,19 @@ def decide(
     add active-learning picks within the day's budget. A retried batch picks nothing again."""
     scored, info, _ = predict(session, model, tx, policy, run)
     flagged = card_flags(session, tx, policy, now) if scored is None else {}
-    labels.add_transactions(session, tx)
     batch = build_decisions(tx, scored, policy, info, now, flagged)
+    # the picks are chosen before the first write: the store's write lock (and the audit
+    # chain's) is then held for the inserts only, not for the selection
+    picks = DecisionBatch()
+    if select_reviews and scored is not None:
+        router = sum(r["queue"] in BUDGET_QUEUES for r in batch.reviews)
+        picks = choose_picks(session, tx, scored, batch, policy, now, unsaved=router)
+    labels.add_transactions(session, tx)
     new = decisions.save(session, batch)
     picked = 0
-    if select_reviews and new and scored is not None:
-        picked = add_picks(session, tx, scored, batch, policy, now)
+    if new and picks.reviews:  # a retried batch picks nothing again
+        decisions.save(session, picks)
+        picked = len(picks.reviews)
     return Decided(batch.decisions, new, fallback=scored is None, picked=picked)
 
 
@@ -141,13 +148,29 @@ def add_picks(
     policy: Policy,
     now: datetime,
 ) -> int:
-    """Store the batch's active-learning picks, as many as the day's budget has room for; a
-    day whose budget is spent costs one count query."""
+    """Store the active-learning picks of a batch already stored; returns how many."""
+    picks = choose_picks(session, tx, scored, routed, policy, now)
+    decisions.save(session, picks)
+    return len(picks.reviews)
+
+
+def choose_picks(
+    session: Session,
+    tx: pd.DataFrame,
+    scored: pd.DataFrame,
+    routed: DecisionBatch,
+    policy: Policy,
+    now: datetime,
+    unsaved: int = 0,
+) -> DecisionBatch:
+    """The batch's active-learning picks as review cases, as many as the day's budget has room
+    for, counting `unsaved` router reviews not stored yet; reads only. A day whose budget is
+    spent costs one count query."""
     config = policy.active_learning
-    used = reviews_on_day(session, now)
+    used = reviews_on_day(session, now) + unsaved
     room = selection.allowance(policy.review.daily_budget, used, now, config.pace_hourly)
     if room <= 0:
-        return 0
+        return DecisionBatch()
     batch = pd.DataFrame(
         {
             "transaction_id": tx["transaction_id"].to_numpy(),
@@ -160,11 +183,10 @@ def add_picks(
     )
     cands = selection.candidates(batch)
     if cands.empty:
-        return 0
+        return DecisionBatch()
     seed = selection.batch_seed(config.seed, now, str(cands["transaction_id"].iloc[0]))
     picks = selection.select_reviews(cands, room, config, seed)
-    decisions.save(session, learning_cases(picks, cands, policy, now))
-    return len(picks)
+    return learning_cases(picks, cands, policy, now)
 
 
 def reviews_on_day(session: Session, now: datetime) -> int:

@@ -32,7 +32,7 @@ from labeling.review import answers, sla
 from labeling.review.cases import review_cases
 from labeling.reviewers import register
 from labeling.tasks import build_task
-from pipeline.decide import add_picks, reviews_on_day
+from pipeline.decide import add_picks, decide, reviews_on_day
 from pipeline.features import RunHistory, batch_features, feature_config
 from pipeline.route import SELECTED, ModelInfo, build_decisions
 
@@ -396,3 +396,39 @@ def test_fraudloop_exploration_says_when_there_is_nothing_yet(
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 1 and "no active-learning picks" in result.output
+
+
+class _Scripted:
+    """The model's side of `decide` with scores fixed per row: this test is about what the
+    store keeps, not about what a model would say."""
+
+    name, version = "m", 3
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = scores
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "score": self.scores,
+                "confidence": [max(v, 1 - v) for v in self.scores],
+                "reasons": [REASONS] * len(self.scores),
+            },
+            index=features.index,
+        )
+
+
+def test_a_batch_decided_twice_picks_once_within_the_budget(db_url: str) -> None:
+    """The picks are chosen before the batch's own router reviews are stored, and still the
+    budget counts them; a retried batch stores nothing new and picks nothing."""
+    policy, model = _policy(budget=3), _Scripted(SCORES)
+    tx = _frame(len(SCORES), NOW, "twice")
+    with _session(db_url) as s:
+        first = decide(s, tx, model, policy, NOW, select_reviews=True)  # type: ignore[arg-type]
+    with _session(db_url) as s:
+        again = decide(s, tx, model, policy, NOW, select_reviews=True)  # type: ignore[arg-type]
+    assert (first.new, first.picked, first.fallback) == (len(SCORES), 1, False)
+    assert (again.new, again.picked) == (0, 0)
+    with _session(db_url) as s:
+        assert len(_cases(s, ACTIVE_LEARNING_QUEUE)) == 1
+        assert reviews_on_day(s, NOW) == 3  # two router reviews and the one pick
