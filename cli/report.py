@@ -1,5 +1,6 @@
-"""`fraudloop report …`: the QA meeting's weekly report and the monthly model QA, by hand (the
-`qa-report` and `monthly-model-qa` deployments run them on their schedules)."""
+"""`fraudloop report …`: the QA meeting's weekly report, its post-verify audit sample and the
+monthly model QA, by hand (the `qa-report`, `audit-sample` and `monthly-model-qa` deployments
+run them on their schedules)."""
 
 from datetime import datetime
 from typing import Annotated, Any
@@ -66,6 +67,34 @@ def weekly(as_of: AsOf = None) -> None:
 def model_qa(as_of: AsOf = None) -> None:
     """The monthly model QA over `report.monthly_days`: cohorts, bias checks, drift, champions."""
     _run("model-qa", as_of)
+
+
+@report_app.command("audit-sample")
+def audit_sample(
+    week_ending: Annotated[
+        datetime | None,
+        typer.Option(help="Sample the week before this date's midnight (default: today, UTC)"),
+    ] = None,
+) -> None:
+    """Open the post-verify audit sample of a week's automatic decisions (policy
+    `report.audit_sample`; the `audit-sample` deployment runs it weekly). A week already
+    sampled opens nothing."""
+    from flows.audit_sample import audit_sample_flow
+    from flows.runtime import stop_ephemeral_api
+
+    try:
+        result = audit_sample_flow(week_ending)
+    except FraudloopError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(code=2) from exc
+    finally:
+        stop_ephemeral_api()
+    week = f"{result['week_start'][:10]} to {result['week_end'][:10]}"
+    if result["already_sampled"]:
+        console.print(f"{week}: already sampled ({result['already_sampled']} cases), none opened")
+        return
+    for stratum, n in result["opened"].items():
+        console.print(f"{week} {stratum}: {n} of {result['population'][stratum]} opened")
 
 
 @report_app.command("evidently-ui")

@@ -13,6 +13,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import RunnerDeployment
 
 from flows.alerts import alerts_flow
+from flows.audit_sample import audit_sample_flow
 from flows.chargebacks import chargeback_flow
 from flows.checkpoint import checkpoint_flow
 from flows.intake import chargeback_intake_flow, score_intake_flow
@@ -33,8 +34,9 @@ def deployments(
     policy: Policy, chargeback_feed: Path | None = None, paused: bool = False
 ) -> list[RunnerDeployment]:
     """Scoring from the intake, label sync, SLA sweep, chargeback intake, the daily drift check,
-    nightly retraining, the weekly QA report and the monthly model QA, each on its schedule;
-    with `chargeback_feed` also the label-event feed `fraudloop simulate` writes. `paused`
+    nightly retraining, the weekly post-verify audit sample, the weekly QA report and the monthly
+    model QA, each on its schedule; with `chargeback_feed` also the label-event feed
+    `fraudloop simulate` writes. `paused`
     registers them paused: the server's scheduler never sees them active, so no run is
     scheduled at all (pausing after registering races the scheduler, which may insert an
     hour of runs from what it read just before)."""
@@ -64,6 +66,9 @@ def deployments(
             concurrency_limit=once,
         ),
         retrain_flow.to_deployment(name="retrain", cron=s.retrain_cron, concurrency_limit=once),
+        audit_sample_flow.to_deployment(
+            name="audit-sample", cron=s.audit_sample_cron, concurrency_limit=once
+        ),
         monitor_flow.to_deployment(name="qa-report", cron=s.report_cron, concurrency_limit=once),
         model_qa_flow.to_deployment(
             name="monthly-model-qa", cron=s.model_qa_cron, concurrency_limit=once

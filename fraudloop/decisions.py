@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fraudloop import audit
-from fraudloop.policy import ACTIVE_LEARNING_QUEUE
+from fraudloop.policy import LABEL_ONLY_QUEUES
 from fraudloop.redaction import redact
 from fraudloop.schema import ID_LENGTH, Rejection, printable
 from fraudloop.storage import Decision, Quarantine, ReviewTask, insert_ignore, read_frame
@@ -89,7 +89,9 @@ def monitoring_frame(session: Session, since: datetime | None = None) -> pd.Data
         ReviewTask,
         (ReviewTask.transaction_id == Decision.transaction_id)
         & ReviewTask.parent_case_id.is_(None)  # the first case: escalations are its follow-ups
-        & (ReviewTask.queue != ACTIVE_LEARNING_QUEUE),  # a pick is labelled, never decided
+        & ReviewTask.queue.notin_(
+            LABEL_ONLY_QUEUES
+        ),  # a pick or audit case: labelled, never decided
     )
     if since is not None:
         stmt = stmt.where(Decision.decided_at >= since)

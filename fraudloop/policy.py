@@ -24,8 +24,11 @@ TIER2_QUEUE = "tier2"
 SIGNOFF_QUEUE = "second_signoff"
 ACTIVE_LEARNING_QUEUE = "active_learning"  # picks within the budget: an answer is a label only
 EXPLORATION = "exploration"  # a random pick's strategy, and the source of its answer's label
+POST_VERIFY_QUEUE = "post_verify"  # the weekly audit sample: an answer is a label only
+# queues whose answers are labels only: the automatic decision stays final
+LABEL_ONLY_QUEUES = (ACTIVE_LEARNING_QUEUE, POST_VERIFY_QUEUE)
 # Tier 3 is a page, never a queue
-QUEUES = (*REVIEW_ROUTES, SIGNOFF_QUEUE, TIER2_QUEUE, ACTIVE_LEARNING_QUEUE)
+QUEUES = (*REVIEW_ROUTES, SIGNOFF_QUEUE, TIER2_QUEUE, *LABEL_ONLY_QUEUES)
 
 
 class Strategy(StrEnum):
@@ -80,6 +83,7 @@ class Sla(_Strict):
     tier2: int = Field(gt=0)
     second_signoff: int = Field(gt=0)
     active_learning: int = Field(gt=0)
+    post_verify: int = Field(gt=0)
 
 
 class Queue(_Strict):
@@ -192,6 +196,7 @@ class Schedules(_Strict):
     checkpoint_cron: str
     sync_overlap_seconds: int = Field(ge=0)
     model_qa_cron: str  # the monthly model QA (`monthly-model-qa`)
+    audit_sample_cron: str  # the weekly post-verify audit sample (`audit-sample`)
 
 
 class Segments(_Strict):
@@ -214,6 +219,22 @@ class Segments(_Strict):
         return self
 
 
+class AuditSample(_Strict):
+    """The weekly audit of automatic decisions (`pipeline.audit_sample`): a stratified simple
+    random sample per final decision goes to the post-verify queue. Post-verify: the automatic
+    decision already stands and the sample only measures how often it is wrong (pre-accept,
+    holding decisions until checked, is not offered)."""
+
+    mode: Literal["post_verify"]
+    auto_approve: int = Field(ge=0)  # auto-allowed decisions drawn per week
+    auto_reject: int = Field(ge=0)  # auto-blocked decisions drawn per week
+    seed: int  # with the week's end, makes each week's draw reproducible
+
+    def sizes(self) -> dict[str, int]:
+        """Sample size per stratum (final decision), in drawing order."""
+        return {"auto_approve": self.auto_approve, "auto_reject": self.auto_reject}
+
+
 class Reports(_Strict):
     """The weekly QA report and the monthly model QA (`monitoring.weekly`, `monitoring.model_qa`)."""
 
@@ -227,6 +248,7 @@ class Reports(_Strict):
     sample_rows: int = Field(gt=0)  # a statistic that allows it is computed on a sample beyond
     min_cohort_outcomes: int = Field(gt=0)
     segments: Segments
+    audit_sample: AuditSample
 
 
 class Intake(_Strict):
@@ -326,9 +348,11 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _learning_after_the_router(self) -> "Policy":
-        """Picks are optional work: they must never outrank a mandatory review of like impact."""
-        if self.priority_factor(ACTIVE_LEARNING_QUEUE) >= 1:
-            raise ValueError("queues.active_learning.priority_factor must be below 1")
+        """Label requests are optional work: they must never outrank a mandatory review of like
+        impact."""
+        for queue in LABEL_ONLY_QUEUES:
+            if self.priority_factor(queue) >= 1:
+                raise ValueError(f"queues.{queue}.priority_factor must be below 1")
         return self
 
     def queue_sla(self, queue: str) -> int:

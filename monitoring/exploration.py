@@ -96,3 +96,59 @@ def estimate_misses(answers: pd.DataFrame, confidence: float) -> list[MissEstima
             )
         )
     return out
+
+
+class AuditEstimate(BaseModel):
+    """One stratum of the weekly post-verify audit sample (or `all`, the strata together)."""
+
+    stratum: str  # the automatic decision, or "all"
+    segment: str
+    population: float  # decisions the sample was drawn from (sum of 1 / propensity)
+    sampled: int
+    answered: int
+    errors: int  # answered cases the reviewer labelled against the automatic decision
+    estimate: WeightedRate
+    confidence: float
+
+
+def estimate_audit(cases: pd.DataFrame, confidence: float) -> list[AuditEstimate]:
+    """Per stratum of the audit sample, and over the strata, the share of automatic decisions
+    that were wrong. `cases`: one row per post-verify case, `strategy` (its stratum),
+    `propensity` (n_h / N_h), `is_fraud` (the answer's label, NaN while unanswered).
+
+    An answer stands for N_h / a_h decisions of its stratum (a_h answered of n_h drawn): the
+    unanswered are taken as missing at random within their stratum, and the strata then add up
+    to the automatic decisions as made, whatever share of each was answered."""
+    stratum = cases["strategy"].astype(str)
+    drawn = stratum.map(stratum.value_counts())
+    answered = cases["is_fraud"].notna()
+    replied = stratum[answered].value_counts()
+    wrong = {d: w for d, (_, w) in SEGMENTS.items()}
+    frame = pd.DataFrame(
+        {
+            "stratum": stratum,
+            "answered": answered,
+            "population": 1.0 / cases["propensity"].astype(float),
+            "chance": cases["propensity"].astype(float) * stratum.map(replied) / drawn,
+            "error": cases["is_fraud"] == stratum.map(wrong),
+        }
+    )
+    out = []
+    groups = [(d, segment) for d, (segment, _) in SEGMENTS.items()]
+    for name, segment in [*groups, ("all", "wrong among automatic decisions")]:
+        rows = frame if name == "all" else frame[frame["stratum"] == name]
+        done = rows[rows["answered"]]
+        hits = done["error"].to_numpy(dtype=int)
+        out.append(
+            AuditEstimate(
+                stratum=name,
+                segment=segment,
+                population=float(rows["population"].sum()),
+                sampled=len(rows),
+                answered=len(done),
+                errors=int(hits.sum()),
+                estimate=weighted_rate(hits, done["chance"].to_numpy(dtype=float), confidence),
+                confidence=confidence,
+            )
+        )
+    return out

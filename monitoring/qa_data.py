@@ -16,7 +16,13 @@ from pandas.api.types import union_categoricals
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from fraudloop.policy import ACTIVE_LEARNING_QUEUE, EXPLORATION, Reports, Segments
+from fraudloop.policy import (
+    ACTIVE_LEARNING_QUEUE,
+    EXPLORATION,
+    POST_VERIFY_QUEUE,
+    Reports,
+    Segments,
+)
 from fraudloop.storage import (
     AuditEvent,
     Decision,
@@ -257,6 +263,24 @@ def exploration_answers(session: Session, since: datetime, until: datetime) -> p
     return read_typed(session, stmt)
 
 
+def audit_sample(session: Session, since: datetime, until: datetime) -> pd.DataFrame:
+    """The post-verify audit cases drawn in [since, until) (each week's sample is drawn at one
+    moment, after its week: a sample is never split between two periods): the stratum
+    (`strategy`), the chance to be drawn, the label the answer gave (NaN while unanswered)."""
+    labelled = and_(
+        Label.transaction_id == ReviewTask.transaction_id, Label.source == POST_VERIFY_QUEUE
+    )
+    stmt = (
+        select(ReviewTask.strategy, ReviewTask.propensity, Label.is_fraud)
+        .outerjoin(Label, labelled)
+        .where(ReviewTask.queue == POST_VERIFY_QUEUE)
+        .where(ReviewTask.created_at >= since, ReviewTask.created_at < until)
+    )
+    frame = read_typed(session, stmt)
+    frame["is_fraud"] = frame["is_fraud"].astype(float)
+    return frame
+
+
 def _week_rows(since: datetime, until: datetime) -> Select[str, str]:
     return select(TransactionRow.customer_id, TransactionRow.terminal_id).where(
         TransactionRow.tx_datetime >= since, TransactionRow.tx_datetime < until
@@ -324,7 +348,8 @@ def terminal_risk(session: Session, since: datetime, until: datetime, seg: Segme
 @dataclass
 class Period:
     """What one period's figures read: its decisions with their labels, the review cases open
-    in it, its audit events, the answered exploration picks of its automatic decisions."""
+    in it, its audit events, the answered exploration picks of its automatic decisions, the
+    post-verify audit sample drawn in it."""
 
     start: datetime
     end: datetime
@@ -333,6 +358,7 @@ class Period:
     cases: pd.DataFrame
     events: pd.DataFrame
     exploration: pd.DataFrame
+    audit: pd.DataFrame
 
 
 @dataclass
@@ -361,6 +387,7 @@ def read_period(session: Session, start: datetime, end: datetime) -> Period:
         cases=review_cases(session, start, end),
         events=audit_events(session, start, end),
         exploration=exploration_answers(session, start, end),
+        audit=audit_sample(session, start, end),
     )
 
 

@@ -19,7 +19,7 @@ from fraudloop.policy import Policy
 from monitoring import human_review as hr
 from monitoring import qa_plots, week_events
 from monitoring.document import Block, Code, Document, Picture, Section, Table, Text
-from monitoring.exploration import MissEstimate, estimate_misses
+from monitoring.exploration import AuditEstimate, MissEstimate, estimate_audit, estimate_misses
 from monitoring.formatting import count, interval, num, pct, relative_change, share_change
 from monitoring.maturity import Estimate, WeekMaturity, cbpe, flagged, mean_abs_error, week_maturity
 from monitoring.metrics import override_rate
@@ -55,6 +55,8 @@ class WeeklyReport(BaseModel):
     previous: Headline
     quality: ModelQuality
     misses: list[MissEstimate]
+    audit: list[AuditEstimate]  # the post-verify sample drawn this week (answers coming in)
+    audit_before: list[AuditEstimate]  # ... and the week before (its answers are in)
     errors: list[dict[str, object]]  # rows of `segments.ERROR_COLUMNS`
     latency: list[hr.QueueLatency]
     overrides_by_queue: list[tuple[str, Rate]]
@@ -155,6 +157,8 @@ def weekly_report(
         previous=headline(previous, _outcome(previous, policy, as_of), policy),
         quality=model_quality(week.decisions, outcome, misses, level, r.reliability_bins),
         misses=misses,
+        audit=estimate_audit(week.audit, level),
+        audit_before=estimate_audit(previous.audit, level),
         errors=errors.to_dict("records"),
         latency=hr.latency(week.cases, policy, week.start, week.end),
         overrides_by_queue=hr.overrides_by(decided, "queue", level),
@@ -285,6 +289,55 @@ def _quality_section(rep: WeeklyReport, level: float) -> Section:
             ),
             Table(["Score bin", "n", "mean score", "fraud rate"], curve, "Reliability curve"),
             Picture("reliability", qa_plots.reliability_curve(q.reliability), "reliability curve"),
+        ],
+    )
+
+
+def _audit_section(rep: WeeklyReport, policy: Policy) -> Section:
+    sample = policy.report.audit_sample
+    weeks = [("this week", rep.audit), ("the week before", rep.audit_before)]
+    rows = [
+        [
+            week,
+            a.segment,
+            count(round(a.population)),
+            count(a.sampled),
+            count(a.answered),
+            count(a.errors),
+            pct(a.estimate.rate, 2),
+            f"{pct(a.estimate.low, 2)}-{pct(a.estimate.high, 2)}",
+        ]
+        for week, estimates in weeks
+        for a in estimates
+    ]
+    return Section(
+        "Audit sample (post-verify)",
+        [
+            Text(
+                "After each week a stratified random sample of its automatic decisions no "
+                f"person reviewed (policy report.audit_sample: {sample.auto_approve} "
+                f"auto-allowed and {sample.auto_reject} auto-blocked) goes to the post-verify "
+                "queue; the decisions stand, the answers only measure them. An error is an "
+                "answer against the automatic decision; each answer stands for N / answered "
+                "decisions of its stratum (unanswered cases taken as missing at random). "
+                f"Intervals are Wilson's at {policy.report.confidence:.0%}. The sample drawn "
+                "this week is still being answered; the one drawn the week before is the "
+                "estimate to read."
+            ),
+            Table(
+                [
+                    "Sample drawn",
+                    "Stratum",
+                    "Decisions",
+                    "Sampled",
+                    "Answered",
+                    "Errors",
+                    "Error rate",
+                    "interval",
+                ],
+                rows,
+                "Error rate of the automatic decisions, estimated from the audit sample",
+            ),
         ],
     )
 
@@ -516,6 +569,7 @@ def weekly_document(
             ],
         ),
         _quality_section(rep, policy.report.confidence),
+        _audit_section(rep, policy),
         Section(
             "False positives and negatives by segment",
             [

@@ -3,7 +3,7 @@
 Pure: nothing is read or written here (`fraudloop.decisions.save` stores the batch).
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import repeat
@@ -17,6 +17,7 @@ from fraudloop.frames import column_values
 from fraudloop.labels import CardFlag
 from fraudloop.policy import (
     ACTIVE_LEARNING_QUEUE,
+    POST_VERIFY_QUEUE,
     REVIEW_ROUTES,
     FallbackRule,
     Policy,
@@ -32,7 +33,9 @@ from fraudloop.policy import (
 from fraudloop.redaction import redact_frame
 
 FINAL_FOR_ROUTE = {Route.AUTO_ALLOW: "auto_approve", Route.AUTO_BLOCK: "auto_reject"}
-SELECTED = "selected_for_review"  # the audit event of an active-learning pick
+SELECTED = "selected_for_review"  # the audit event of a pick (active learning, audit sample)
+# who picked a label-only queue's cases: the actor of their `SELECTED` events
+SELECTORS = {ACTIVE_LEARNING_QUEUE: "active_learning", POST_VERIFY_QUEUE: "audit_sample"}
 
 
 @dataclass(frozen=True)
@@ -172,19 +175,24 @@ def fallback_reasons(
 
 
 def learning_cases(
-    picks: pd.DataFrame, cands: pd.DataFrame, policy: Policy, now: datetime
+    picks: pd.DataFrame,
+    cands: pd.DataFrame,
+    policy: Policy,
+    now: datetime,
+    queue: str = ACTIVE_LEARNING_QUEUE,
+    details: Sequence[str] = (),
 ) -> DecisionBatch:
-    """Active-learning picks (`pipeline.selection`) as review cases of their own queue, each
-    audited with why it was chosen. No decision changes: the automatic one stays final, and an
-    answer becomes a label (`labeling.review.answers`)."""
+    """Picks of automatic decisions (`pipeline.selection`, or the weekly audit sample of
+    `pipeline.audit_sample` with `queue=POST_VERIFY_QUEUE`) as review cases of their own queue,
+    each audited with why it was chosen, its strategy and propensity, and the pick's `details`
+    columns. No decision changes: the automatic one stays final, and an answer becomes a label
+    (`labeling.review.answers`)."""
     batch = DecisionBatch()
-    queue = ACTIVE_LEARNING_QUEUE
     factor, sla = policy.priority_factor(queue), policy.queue_sla(queue)
     rows = picks.merge(cands[["transaction_id", "score", "amount"]], on="transaction_id")
     columns = ("transaction_id", "strategy", "reason", "propensity", "score", "amount")
-    for tx_id, strategy, reason, propensity, score, amount in zip(
-        *(column_values(rows, c) for c in columns), strict=True
-    ):
+    values = zip(*(column_values(rows, c) for c in (*columns, *details)), strict=True)
+    for tx_id, strategy, reason, propensity, score, amount, *more in values:
         case_id = f"{tx_id}:{queue}"
         batch.reviews.append(
             {
@@ -205,7 +213,7 @@ def learning_cases(
             audit.event(
                 f"selected:{case_id}",
                 SELECTED,
-                "active_learning",
+                SELECTORS.get(queue, queue),
                 now,
                 transaction_id=tx_id,
                 case_id=case_id,
@@ -213,6 +221,7 @@ def learning_cases(
                 propensity=propensity,
                 reason=reason,
                 policy_version=policy.version,
+                **dict(zip(details, more, strict=True)),
             )
         )
     return batch

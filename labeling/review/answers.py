@@ -1,9 +1,10 @@
 """One reviewer answer in, applied once: decide, hold for a second sign-off, escalate or return.
 
-An answer on an active-learning case (or on the Tier 2 case it was escalated to) is a label,
-never a decision: the transaction keeps its automatic final decision, the label (source
-`active_learning`, or `exploration` for a random pick) enters the features at once, and the
-case closes. Disagreeing with the model there needs a rationale as anywhere
+An answer on a label-only case (`LABEL_ONLY_QUEUES`: an active-learning pick or a post-verify
+audit case, or the Tier 2 case it was escalated to) is a label, never a decision: the
+transaction keeps its automatic final decision, the label (source `active_learning`,
+`exploration` for a random pick, `post_verify` for the weekly audit sample) enters the features
+at once, and the case closes. Disagreeing with the model there needs a rationale as anywhere
 (`labeling.label_config.validate_annotation`, one rule for every queue): "the automatic
 decision was wrong" is the finding the exploration estimate counts and the QA meeting reads.
 """
@@ -21,6 +22,8 @@ from fraudloop.labels import add_labels
 from fraudloop.policy import (
     ACTIVE_LEARNING_QUEUE,
     EXPLORATION,
+    LABEL_ONLY_QUEUES,
+    POST_VERIFY_QUEUE,
     SIGNOFF_QUEUE,
     TIER2_QUEUE,
     Policy,
@@ -63,7 +66,7 @@ class Answer(BaseModel):
 
 # answer kinds that leave an audit event keyed by the annotation (see Answer.key)
 _KINDS = ("review", "answer", "invalid")
-LABEL_EVENT = "learning_label"  # an active-learning answer: a label, the decision unchanged
+LABEL_EVENT = "learning_label"  # a label-only case's answer: a label, the decision unchanged
 
 
 def receive(session: Session, answer: Answer, policy: Policy, now: datetime) -> str:
@@ -258,11 +261,19 @@ def _learn(session: Session, task: ReviewTask, answer: Answer, source: str, now:
 
 
 def learning_origin(session: Session, task: ReviewTask) -> ReviewTask | None:
-    """The active-learning case `task` is, or was escalated from; None for the router's."""
-    if task.queue == ACTIVE_LEARNING_QUEUE:
+    """The label-only case (active learning, post-verify) `task` is, or was escalated from;
+    None for the router's."""
+    if task.queue in LABEL_ONLY_QUEUES:
         return task
     parent = session.get(ReviewTask, task.parent_case_id) if task.parent_case_id else None
-    return parent if parent is not None and parent.queue == ACTIVE_LEARNING_QUEUE else None
+    return parent if parent is not None and parent.queue in LABEL_ONLY_QUEUES else None
+
+
+def label_source(origin: ReviewTask) -> str:
+    """Where a label-only case's label came from: what the estimates tell apart."""
+    if origin.queue == POST_VERIFY_QUEUE:
+        return POST_VERIFY_QUEUE
+    return EXPLORATION if origin.strategy == EXPLORATION else ACTIVE_LEARNING_QUEUE
 
 
 def record_label(
@@ -273,9 +284,10 @@ def record_label(
     policy: Policy,
     now: datetime,
 ) -> bool:
-    """An answer on an active-learning case: its label and audit event, the case closed, the
-    decision left as the router made it; False if this answer was applied before."""
-    source = EXPLORATION if origin.strategy == EXPLORATION else ACTIVE_LEARNING_QUEUE
+    """An answer on a label-only case: its label and audit event (with the origin's queue,
+    strategy or stratum, and propensity), the case closed, the decision left as the router made
+    it; False if this answer was applied before."""
+    source = label_source(origin)
     event = audit.event(
         answer.key("review"),
         LABEL_EVENT,
@@ -288,6 +300,7 @@ def record_label(
         annotation_id=answer.annotation_id,
         case_id=task.case_id,
         label_source=source,
+        origin_queue=origin.queue,
         strategy=origin.strategy,
         propensity=origin.propensity,
     )

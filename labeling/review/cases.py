@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fraudloop import audit
-from fraudloop.policy import SIGNOFF_QUEUE, TIER2_QUEUE, Policy, SimilarWeights
+from fraudloop.policy import POST_VERIFY_QUEUE, SIGNOFF_QUEUE, TIER2_QUEUE, Policy, SimilarWeights
 from fraudloop.redaction import find_sensitive
 from fraudloop.storage import AuditEvent, Decision, ReviewTask, insert_ignore
 from labeling.review.similar import similar_cases
@@ -125,8 +125,19 @@ def close(
     return True
 
 
+# what an audited automatic decision did, as the post-verify notice says it
+AUDITED = {"auto_approve": "approved", "auto_reject": "blocked"}
+
+
 def notice(session: Session, task: ReviewTask) -> str:
-    """What the reviewer of a follow-up case must know: why it is here."""
+    """What the reviewer of a follow-up or audit case must know: why it is here."""
+    if task.queue == POST_VERIFY_QUEUE:
+        decided = AUDITED.get(task.strategy or "", "decided")
+        return (
+            f"Post-verify audit, already {decided} automatically: your answer is a label that "
+            f"measures how often automatic decisions are wrong, and changes no decision. "
+            f"Why this case: {task.selection_reason}"
+        )
     if task.queue == SIGNOFF_QUEUE:
         return (
             "Second sign-off of a high-impact case: decide on your own; the reviewer who made "
@@ -183,7 +194,8 @@ def review_cases(
             "priority": t.priority,
             "similar": similar.get(t.transaction_id, []),
             "notice": notice(session, t),
-            "selection_reason": t.selection_reason or "",  # why active learning chose it
+            # why active learning chose it (an audit case says so in its notice instead)
+            "selection_reason": "" if t.queue == POST_VERIFY_QUEUE else t.selection_reason or "",
         }
         for t in tasks
     ]
