@@ -38,6 +38,13 @@ Feed = Annotated[
     Path, typer.Option(help="Chargeback feed parquet (default: `fraudloop simulate`'s)")
 ]
 When = Annotated[datetime | None, typer.Option(help="Clock for this run (default: now, UTC)")]
+DaskWorkers = Annotated[
+    int | None,
+    typer.Option(
+        help="Fit with xgboost.dask on this many workers, 0: one process (default: "
+        "FRAUDLOOP_DASK_WORKERS, or the scheduler at FRAUDLOOP_DASK_ADDRESS)"
+    ),
+]
 ProfileOption = Annotated[
     str | None,
     typer.Option(
@@ -134,11 +141,13 @@ def train(
     window_days: Annotated[
         int | None, typer.Option(help="Training window (policy default)")
     ] = None,
+    dask_workers: DaskWorkers = None,
 ) -> None:
     """Train on a time window, log to MLflow, register `fraud-detector` (champion if none yet)."""
     from flows.train import train_flow
 
-    result = _run(train_flow, source or _world(), chargebacks or _chargebacks(), as_of, window_days)
+    source, chargebacks = source or _world(), chargebacks or _chargebacks()
+    result = _run(train_flow, source, chargebacks, as_of, window_days, dask_workers)
     console.print(_outcome(result))
 
 
@@ -175,11 +184,11 @@ def chargebacks(feed: Feed = None, now: When = None) -> None:  # type: ignore[as
 
 
 @app.command()
-def retrain(as_of: When = None) -> None:
+def retrain(as_of: When = None, dask_workers: DaskWorkers = None) -> None:
     """Retrain on reviewer + chargeback labels; promote the challenger only if it wins."""
     from flows.retrain import retrain_flow
 
-    console.print(_outcome(_run(retrain_flow, as_of)))
+    console.print(_outcome(_run(retrain_flow, as_of, workers=dask_workers)))
 
 
 @app.command()

@@ -31,11 +31,13 @@ def train_flow(
     chargebacks: Path,
     as_of: datetime | None = None,
     window_days: int | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
-    """The first model (or a retrain from a fresh source); champion if none exists yet."""
+    """The first model (or a retrain from a fresh source); champion if none exists yet.
+    `workers`: Dask workers for the fit (default `FRAUDLOOP_DASK_WORKERS`; `flows.training`)."""
     rt = runtime()
     as_of = as_of or rt.clock()
     window_days = window_days or rt.policy.learning.train_window_days
     ingest_history(rt, source, chargebacks, as_of)
-    challenger = fit(rt, as_of, window_days)
+    challenger = fit(rt, as_of, window_days, workers)
     return register_and_judge(rt, challenger, champion_metrics(rt, challenger), as_of, window_days)

@@ -3,13 +3,17 @@
 from datetime import datetime, timedelta
 from typing import Any
 
+import dask.dataframe as dd
+import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import Runtime
+from flows.scale_out import dask_client, training_workers
 from fraudloop import labels
 from fraudloop.storage import open_session
 from models.challenger import Challenger, fit_challenger, holdout_metrics, run_record
+from models.dask_train import fit_challenger_dask
 from models.governance import selection_strategy
 from models.promotion import promote
 from models.registry import champion_version, log_and_register
@@ -18,14 +22,34 @@ from pipeline.features import model_config
 
 
 @task(cache_policy=NO_CACHE)
-def fit(rt: Runtime, as_of: datetime, window_days: int) -> Challenger:
-    """The challenger, trained on what the store knew at `as_of`."""
+def fit(rt: Runtime, as_of: datetime, window_days: int, workers: int | None = None) -> Challenger:
+    """The challenger, trained on what the store knew at `as_of`: in this process, or on Dask
+    (`workers`, default `FRAUDLOOP_DASK_WORKERS` or a scheduler at `FRAUDLOOP_DASK_ADDRESS`)."""
     config = model_config(rt.policy)
+    holdout_days = rt.policy.learning.holdout_days
     since = as_of - timedelta(days=window_days + config.features.history_days)
+    n_workers = training_workers(rt.settings, workers)
     with open_session(rt.db_url) as s:
-        tx = labels.history(s, since=since, until=as_of)
         known = labels.labels(s, known_before=as_of)
-    return fit_challenger(tx, known, as_of, window_days, rt.policy.learning.holdout_days, config)
+        tx = None if n_workers else labels.history(s, since=since, until=as_of)
+    if tx is not None:
+        return fit_challenger(tx, known, as_of, window_days, holdout_days, config)
+    with dask_client(rt.settings, n_workers) as client:
+        days = stored_days(rt.db_url, since, as_of)
+        return fit_challenger_dask(client, days, known, as_of, window_days, holdout_days, config)
+
+
+def stored_days(db_url: str, since: datetime, until: datetime) -> dd.DataFrame:
+    """The store's transactions of [since, until) as a Dask frame of one day a partition, each
+    read by the worker that holds it: the window never passes through this process."""
+    starts = pd.date_range(since, until, freq="D", inclusive="left").to_pydatetime().tolist()
+    meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in labels.HISTORY_TYPES.items()})
+    return dd.from_map(_stored_day, starts, db_url=db_url, until=until, meta=meta)
+
+
+def _stored_day(start: datetime, db_url: str, until: datetime) -> pd.DataFrame:
+    with open_session(db_url) as s:
+        return labels.history(s, since=start, until=min(start + timedelta(days=1), until))
 
 
 @task(cache_policy=NO_CACHE)
@@ -62,7 +86,7 @@ def register_and_judge(
     )
     version = log_and_register(
         challenger.model,
-        challenger.split.train.X,
+        challenger.split.holdout.X,  # the signature's example: a Dask fit keeps no train rows
         run.metrics,
         run.params,
         run.window,

@@ -16,6 +16,7 @@ from models.train import FraudModel, train_model
 from models.training_set import TrainingFrame, build_training_frame
 
 CP_K = 100
+TRAINER = "xgboost"  # the MLflow param `trainer`: one process (`models.dask_train` on Dask)
 ROUTER_ONLY = "router-only"  # the selection strategy of a loop that reviews only what it routes
 NO_PARENT = "none"
 PARENT_TAG, POLICY_TAG, STRATEGY_TAG = "parent", "policy", "selection_strategy"
@@ -72,6 +73,7 @@ class Challenger:
     metrics: dict[str, float]
     config: ModelConfig  # as trained: features with the policy's delay, training params
     label_counts: dict[str, int]  # training rows with a label from each source known at as_of
+    trainer: str = TRAINER  # which fit made the model
 
     @property
     def reviewed_in_training(self) -> int:
@@ -124,6 +126,7 @@ def run_record(
         "window_days": window_days,
         "holdout_days": holdout_days,
         "policy": policy,
+        "trainer": challenger.trainer,
         **challenger.config.as_params(),
     }
     tags = lineage_tags(challenger.label_counts, parent, policy, strategy)

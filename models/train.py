@@ -145,12 +145,7 @@ def train_model(
     """
     params = params or TrainParams()
     y = np.asarray(y, dtype=int)
-    n_fit = int(round(len(y) * (1 - params.calibration_share)))
-    if not (0 < y[:n_fit].sum() < n_fit and 0 < y[n_fit:].sum() < len(y) - n_fit):
-        raise ValueError(
-            "training window needs frauds and legit rows in both the fit and the calibration "
-            "slice: widen the window or wait for more labels"
-        )
+    n_fit = split_point(y, params)
     names = list(features.columns)
     X = features.to_numpy(float)
     fit = _fit_rows(y[:n_fit], params)
@@ -160,18 +155,31 @@ def train_model(
         num_boost_round=params.n_estimators,
     )
     held_out = booster.predict(xgb.DMatrix(X[n_fit:], feature_names=names), output_margin=True)
-    platt = LogisticRegression(C=1e6).fit(held_out.reshape(-1, 1), y[n_fit:])
-    if platt.coef_[0, 0] <= 0:
+    slope, intercept = platt(held_out, y[n_fit:])
+    return FraudModel(booster=booster, slope=slope, intercept=intercept, features=names)
+
+
+def split_point(y: np.ndarray, params: TrainParams) -> int:
+    """Rows (in time order) the booster may fit on; the rest calibrate. Both trainers
+    (`models.dask_train`) refuse the same windows."""
+    n_fit = int(round(len(y) * (1 - params.calibration_share)))
+    if not (0 < y[:n_fit].sum() < n_fit and 0 < y[n_fit:].sum() < len(y) - n_fit):
+        raise ValueError(
+            "training window needs frauds and legit rows in both the fit and the calibration "
+            "slice: widen the window or wait for more labels"
+        )
+    return n_fit
+
+
+def platt(margin: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Slope and intercept of the logistic map from the calibration slice's margins."""
+    fitted = LogisticRegression(C=1e6).fit(margin.reshape(-1, 1), y)
+    if fitted.coef_[0, 0] <= 0:
         raise ValueError(
             "the booster ranks the calibration slice's frauds no better than chance: widen the "
             "training window"
         )
-    return FraudModel(
-        booster=booster,
-        slope=float(platt.coef_[0, 0]),
-        intercept=float(platt.intercept_[0]),
-        features=names,
-    )
+    return float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
 
 
 def _fit_rows(y: np.ndarray, params: TrainParams) -> np.ndarray:
