@@ -35,6 +35,9 @@ from pipeline.selection import PICK_COLUMNS, select_reviews
 from simulation.world import chargeback_labels
 
 STATIC, DELAYED, RANDOM, DEFAULT = "static", "delayed", "random", "default"
+# arm variants: `<strategy>@matured` (`Arm.matured`), `<strategy>@training` (`Arm.review_features`)
+MATURED, TRAINING = "matured", "training"
+VARIANTS = (MATURED, TRAINING)
 BASELINES = (STATIC, DELAYED, RANDOM)
 REVIEW_SOURCE = "active_learning"
 CONFIDENCE = 0.95
@@ -49,6 +52,18 @@ class Arm:
     selection: ActiveLearning | None  # None: picks at random
     retrain: bool = True
     feedback: bool = True  # reviewer labels enter the features and the training set
+    # train on matured rows only (older than the chargeback delay, every one labelled): the
+    # reviews then reach the model through the features alone, never as a training set whose
+    # recent days hold nothing but the picks (`<strategy>@matured`)
+    matured: bool = False
+    # the reviews feed the training set only; the features know the chargebacks alone, as the
+    # baselines' do (`<strategy>@training`)
+    review_features: bool = True
+
+    @property
+    def plain_features(self) -> bool:
+        """Features from chargebacks alone: the same for every such arm."""
+        return not (self.feedback and self.review_features)
 
 
 @dataclass(frozen=True)
@@ -73,12 +88,18 @@ def arms(policy_selection: ActiveLearning, strategies: list[str]) -> list[Arm]:
         Arm(RANDOM, None),
     ]
     for name in strategies:
+        strategy, _, variant = name.partition("@")
+        if variant not in ("", *VARIANTS):
+            known = ", ".join(f"@{v}" for v in VARIANTS)
+            raise FraudloopError(f"strategy {name!r}: the variants are {known}")
         chosen = (
             policy_selection
-            if name == DEFAULT
-            else policy_selection.model_copy(update={"strategy": Strategy(name)})
+            if strategy == DEFAULT
+            else policy_selection.model_copy(update={"strategy": Strategy(strategy)})
         )
-        made.append(Arm(name, chosen))
+        made.append(
+            Arm(name, chosen, matured=variant == MATURED, review_features=variant != TRAINING)
+        )
     return made
 
 
@@ -150,12 +171,18 @@ class Replay:
         return Day(start, rows, frozenset(fraud))
 
     def training_frame(
-        self, features: dict[datetime, pd.DataFrame], as_of: datetime, labels: pd.DataFrame
+        self,
+        features: dict[datetime, pd.DataFrame],
+        as_of: datetime,
+        labels: pd.DataFrame,
+        matured: bool = False,
     ) -> TrainingFrame:
         """The window's rows labelled by `as_of`, with the features they were scored with:
-        the ones `build_training_frame` would compute again."""
+        the ones `build_training_frame` would compute again; `matured`: only the days older
+        than the chargeback delay."""
         first = as_of - timedelta(days=self.learning.train_window_days)
-        days = [d for d in sorted(features) if first <= d < as_of]
+        last = as_of - timedelta(days=self.cfg.delay_days) if matured else as_of
+        days = [d for d in sorted(features) if first <= d < last]
         X = pd.concat([features[d] for d in days], ignore_index=True)
         ids = np.concatenate([self.rows(d, d + ONE_DAY)["transaction_id"].to_numpy() for d in days])
         verdict = current_labels(labels, as_of)
@@ -168,9 +195,13 @@ class Replay:
         )
 
     def challenger(
-        self, features: dict[datetime, pd.DataFrame], as_of: datetime, labels: pd.DataFrame
+        self,
+        features: dict[datetime, pd.DataFrame],
+        as_of: datetime,
+        labels: pd.DataFrame,
+        matured: bool = False,
     ) -> Challenger:
-        frame = self.training_frame(features, as_of, labels)
+        frame = self.training_frame(features, as_of, labels, matured)
         window = self.rows(as_of - timedelta(days=self.learning.train_window_days), as_of)
         used = labels[labels["transaction_id"].isin(frame.transaction_ids)]
         return fit_on_frame(
@@ -184,7 +215,9 @@ class Replay:
             window = self.chargebacks_of(
                 as_of - timedelta(days=self.learning.train_window_days), as_of
             )
-            challenger = self.challenger(state.features, as_of, state.labels(window))
+            challenger = self.challenger(
+                state.features, as_of, state.labels(window), state.arm.matured
+            )
         except ValueError:  # a window the trainer refuses (a slice without fraud)
             return False
         metric = self.learning.promotion_metric
@@ -254,7 +287,8 @@ class Replay:
             past = self.chargebacks_of(
                 day.start - timedelta(days=self.features_cfg.history_days), day.start + ONE_DAY
             )
-            state.features[day.start] = self.features(day.start, state.labels(past))
+            known = past if state.arm.plain_features else state.labels(past)
+            state.features[day.start] = self.features(day.start, known)
         scored = day.rows.assign(score=state.model.predict_proba(state.features[day.start]))
         picks = self.pick(state, scored, rng)
         hits = picks["customer_id"].isin(day.compromised).to_numpy()
@@ -338,7 +372,7 @@ class Replay:
         assert self._start is not None
         plain = dict(self._start[0])  # features without reviews: the same for every such arm
         return {
-            arm.name: self.play(arm, plain if not arm.feedback else None, progress)
+            arm.name: self.play(arm, plain if arm.plain_features else None, progress)
             for arm in arm_list
         }
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.replay import STATIC, weekly_misses
+from benchmarks.replay import DELAYED, STATIC, weekly_misses
 from fraudloop import tracking
 
 EXPERIMENT = "replay-benchmark"
@@ -26,13 +26,13 @@ Results = dict[int, dict[str, pd.DataFrame]]  # seed -> arm -> daily records
 
 
 def _paired(
-    results: Results, name: str, weeks: slice | None = None
+    results: Results, name: str, weeks: slice | None = None, baseline: str = STATIC
 ) -> tuple[float | None, float | None]:
-    """Mean and standard error of the daily CP@100 difference with `static` (None without
+    """Mean and standard error of the daily CP@100 difference with `baseline` (None without
     two days to compare)."""
     diffs = []
     for arms in results.values():
-        d = arms[name]["cp100"].to_numpy() - arms[STATIC]["cp100"].to_numpy()
+        d = arms[name]["cp100"].to_numpy() - arms[baseline]["cp100"].to_numpy()
         week = arms[name]["day"].to_numpy() // 7
         if weeks is not None:
             d = d[(week >= weeks.start) & (week < weeks.stop)]
@@ -56,7 +56,8 @@ def recovery_days(daily: pd.DataFrame, drift_day: int) -> int | None:
 
 def summary(results: Results, default: str, drift_day: int | None = None) -> dict[str, Any]:
     """The benchmark's JSON: per strategy its CP@100 (mean, by week, ceiling), what it caught
-    and prevented, the spread over seeds and the paired difference with `static`."""
+    and prevented, the spread over seeds and the paired differences with `static` (all days,
+    weeks 2-4) and with `delayed` (the loop without its reviews' labels)."""
     names = list(next(iter(results.values())))
     out: dict[str, Any] = {"default": default, "seeds": sorted(results), "strategies": {}}
     for name in names:
@@ -66,6 +67,7 @@ def summary(results: Results, default: str, drift_day: int | None = None) -> dic
         means = [float(r["cp100"].mean()) for r in runs]
         mean, se = _paired(results, name)
         late_mean, late_se = _paired(results, name, slice(1, 4))
+        delayed_mean, delayed_se = _paired(results, name, baseline=DELAYED)
         entry: dict[str, Any] = {
             "cp100_mean": round(float(np.mean(means)), 4),
             "cp100_by_week": [round(float(v), 4) for v in by_week["cp100"].mean()],
@@ -83,6 +85,8 @@ def summary(results: Results, default: str, drift_day: int | None = None) -> dic
             "vs_static_daily_se": se,
             "vs_static_weeks_2_4_mean": late_mean,
             "vs_static_weeks_2_4_se": late_se,
+            "vs_delayed_daily_mean": delayed_mean,
+            "vs_delayed_daily_se": delayed_se,
         }
         misses = weekly_misses(runs[0])
         if misses:
@@ -127,7 +131,7 @@ def page(result: dict[str, Any], png: bytes, title: str) -> str:
     """One self-contained HTML page: the table, the daily curves, exploration's estimates."""
     head = (
         "<tr><th>strategy</th><th>CP@100</th><th>by week</th><th>ceiling</th>"
-        "<th>vs static (daily mean ± se)</th><th>weeks 2-4 vs static</th>"
+        "<th>vs static (daily mean ± se)</th><th>weeks 2-4 vs static</th><th>vs delayed</th>"
         "<th>fraud caught</th><th>amount prevented</th><th>promoted</th></tr>"
     )
     rows = []
@@ -139,6 +143,7 @@ def page(result: dict[str, Any], png: bytes, title: str) -> str:
             f"<td>{' / '.join(f'{v:.3f}' for v in s['cp100_by_week'])}</td>"
             f"<td>{s['ceiling_mean']:.3f}</td>"
             f"<td>{paired(s, 'vs_static_daily')}</td><td>{paired(s, 'vs_static_weeks_2_4')}</td>"
+            f"<td>{paired(s, 'vs_delayed_daily')}</td>"
             f"<td>{s['fraud_caught']:.0f}</td><td>{s['amount_prevented']:,.0f}</td>"
             f"<td>{s['models_promoted']:.0f}</td></tr>"
         )
@@ -185,11 +190,12 @@ def log_to_mlflow(
     name = f"{params['start']} +{params['days']}d"
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.log_params(params)
-        for name, s in result["strategies"].items():
+        for arm, s in result["strategies"].items():
+            key = arm.replace("@", ":")  # `top_score@matured`: MLflow refuses an @ in a name
             figures = {
-                f"{name}.cp100_mean": s["cp100_mean"],
-                f"{name}.vs_static_daily_mean": s["vs_static_daily_mean"],
-                f"{name}.fraud_caught": s["fraud_caught"],
+                f"{key}.cp100_mean": s["cp100_mean"],
+                f"{key}.vs_static_daily_mean": s["vs_static_daily_mean"],
+                f"{key}.fraud_caught": s["fraud_caught"],
             }
             mlflow.log_metrics({k: v for k, v in figures.items() if v is not None})
         mlflow.log_dict(result, "replay.json")

@@ -351,7 +351,9 @@ def replay(  # noqa: PLR0913 - the benchmark's protocol, one option each
         str,
         typer.Option(
             help="Comma-separated: default (the policy's), top_score, uncertainty, diversity, "
-            "impact, mix; the baselines static, delayed, random always run"
+            "impact, mix, each also as NAME@matured (trained on matured rows only, reviews in "
+            "the features) or NAME@training (reviews in the training set only); the baselines "
+            "static, delayed, random always run"
         ),
     ] = "default,top_score,mix",
     reviewer_error: Annotated[float, typer.Option(help="Share of wrong reviewer labels")] = 0.0,
@@ -446,7 +448,8 @@ def _print_replay(result: dict[str, Any]) -> None:
     from benchmarks.replay_report import paired
 
     table = Table(title="replay: CP@100 per strategy")
-    for column in ("strategy", "CP@100", "by week", "ceiling", "vs static", "weeks 2-4", "caught"):
+    columns = ("strategy", "CP@100", "by week", "ceiling", "vs static", "weeks 2-4", "vs delayed")
+    for column in (*columns, "caught"):
         table.add_column(column)
     for name, s in result["strategies"].items():
         table.add_row(
@@ -456,6 +459,7 @@ def _print_replay(result: dict[str, Any]) -> None:
             f"{s['ceiling_mean']:.3f}",
             paired(s, "vs_static_daily"),
             paired(s, "vs_static_weeks_2_4"),
+            paired(s, "vs_delayed_daily"),
             f"{s['fraud_caught']:.0f}",
         )
     console.print(table)

@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks import replay as rp
 from benchmarks import replay_report as report
+from fraudloop.errors import FraudloopError
 from fraudloop.policy import Strategy, load_policy
 from fraudloop.settings import get_settings
 from models.training_set import build_training_frame
@@ -103,7 +104,7 @@ def test_cached_features_are_what_the_training_set_computes(setup) -> None:  # t
     np.testing.assert_allclose(cached.X.to_numpy(), fresh.X.to_numpy(), rtol=1e-9, atol=1e-9)
 
 
-def test_summary_pairs_each_strategy_with_static(played) -> None:  # type: ignore[no-untyped-def]
+def test_summary_pairs_each_strategy_with_static_and_delayed(played) -> None:  # type: ignore[no-untyped-def]
     result = report.summary({0: played}, "default")
     assert result["default"] == "default"
     static = result["strategies"]["static"]
@@ -112,6 +113,9 @@ def test_summary_pairs_each_strategy_with_static(played) -> None:  # type: ignor
     top = result["strategies"]["top_score"]
     diff = played["top_score"]["cp100"] - played["static"]["cp100"]
     assert top["vs_static_daily_mean"] == pytest.approx(diff.mean(), abs=1e-4)
+    late = played["top_score"]["cp100"] - played["delayed"]["cp100"]
+    assert top["vs_delayed_daily_mean"] == pytest.approx(late.mean(), abs=1e-4)
+    assert result["strategies"]["delayed"]["vs_delayed_daily_mean"] == 0.0
     assert len(top["cp100_by_week"]) == 1
     page = report.page(result, report.curves_png({0: played}), "replay")
     assert "top_score" in page and "data:image/png;base64," in page
@@ -148,3 +152,24 @@ def test_arms_in_parallel_processes_give_the_same_records(setup, played) -> None
     for arm in chosen:
         pd.testing.assert_frame_equal(parallel[arm.name], played[arm.name])
         assert parallel[arm.name].attrs == played[arm.name].attrs
+
+
+def test_a_matured_arm_trains_on_days_past_the_chargeback_delay_only(setup) -> None:  # type: ignore[no-untyped-def]
+    """`NAME@matured` keeps the reviews out of the training rows: its training frame holds only
+    payments older than the delay, every one of them labelled by a chargeback by then."""
+    _, policy, _ = setup
+    made = {arm.name: arm for arm in rp.arms(policy.active_learning, ["top_score@matured"])}
+    assert made["top_score@matured"].matured and not made["delayed"].matured
+    with pytest.raises(FraudloopError, match="@matured"):
+        rp.arms(policy.active_learning, ["top_score@fresh"])
+    replay = _replay(setup)
+    features = replay.window_features()
+    as_of = replay.cfg.start
+    delay = timedelta(days=replay.cfg.delay_days)
+    # every label known at once, as if each payment had been reviewed the moment it was made
+    at_once = replay.chargebacks.assign(known_at=replay.chargebacks["known_at"] - delay)
+    frame = replay.training_frame(features, as_of, at_once, matured=True)
+    whole = replay.training_frame(features, as_of, at_once)
+    times = replay.tx.set_index("transaction_id").loc[frame.transaction_ids, "tx_datetime"]
+    assert times.max() < as_of - delay
+    assert 0 < len(frame.transaction_ids) < len(whole.transaction_ids)
