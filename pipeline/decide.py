@@ -140,20 +140,6 @@ def card_flags(
     )
 
 
-def add_picks(
-    session: Session,
-    tx: pd.DataFrame,
-    scored: pd.DataFrame,
-    routed: DecisionBatch,
-    policy: Policy,
-    now: datetime,
-) -> int:
-    """Store the active-learning picks of a batch already stored; returns how many."""
-    picks = choose_picks(session, tx, scored, routed, policy, now)
-    decisions.save(session, picks)
-    return len(picks.reviews)
-
-
 def choose_picks(
     session: Session,
     tx: pd.DataFrame,

@@ -32,7 +32,7 @@ from labeling.review import answers, sla
 from labeling.review.cases import review_cases
 from labeling.reviewers import register
 from labeling.tasks import build_task
-from pipeline.decide import add_picks, decide, reviews_on_day
+from pipeline.decide import choose_picks, decide, reviews_on_day
 from pipeline.features import RunHistory, batch_features, feature_config
 from pipeline.route import SELECTED, ModelInfo, build_decisions
 
@@ -61,6 +61,20 @@ def _policy(budget: int, pace: bool = False, share: float = 0.0, strategy: str =
             "active_learning": ActiveLearning.model_validate(section),
         }
     )
+
+
+def _add_picks(
+    s: Session,
+    tx: pd.DataFrame,
+    scored: pd.DataFrame,
+    routed: decisions.DecisionBatch,
+    policy: Policy,
+    at: datetime,
+) -> int:
+    """The picks of a batch already stored, stored in turn, as `decide` stores them."""
+    picks = choose_picks(s, tx, scored, routed, policy, at)
+    decisions.save(s, picks)
+    return len(picks.reviews)
 
 
 def _frame(n: int, at: datetime, prefix: str, customer: str | None = None) -> pd.DataFrame:
@@ -100,7 +114,7 @@ def _score(
     labels.add_transactions(s, tx)
     routed = build_decisions(tx, scored, policy, ModelInfo("m", "3"), at)
     decisions.save(s, routed)
-    return add_picks(s, tx, scored, routed, policy, at)
+    return _add_picks(s, tx, scored, routed, policy, at)
 
 
 @contextmanager
@@ -166,7 +180,7 @@ def test_the_routers_reviews_come_first_and_are_never_dropped(db_url: str) -> No
         listener = lambda *args: statements.append(args[2])  # noqa: E731
         event.listen(engine, "before_cursor_execute", listener)
         try:
-            assert add_picks(s, tx, scored, routed, policy, NOW) == 0
+            assert _add_picks(s, tx, scored, routed, policy, NOW) == 0
         finally:
             event.remove(engine, "before_cursor_execute", listener)
     assert len(statements) == 1 and "count" in statements[0].lower()
@@ -264,7 +278,7 @@ def test_a_big_pick_needs_no_second_signoff_and_an_escalated_one_is_still_a_labe
         )
         routed = build_decisions(tx, scored, policy, ModelInfo("m", "3"), NOW)
         decisions.save(s, routed)
-        assert add_picks(s, tx, scored, routed, policy, NOW) == 2
+        assert _add_picks(s, tx, scored, routed, policy, NOW) == 2
     with _session(db_url) as s:
         legit = _answer("big-0:active_learning", 1, "human_approve")
         assert answers.receive(s, legit, policy, NOW) == "applied"  # no sign-off: no decision
