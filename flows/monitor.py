@@ -33,8 +33,8 @@ def drift(rt: Runtime, as_of: datetime, out_dir: Path) -> DriftSummary:
         reference = window_features(s, split - timedelta(days=m.reference_days), split, cfg)
         current = window_features(s, split, as_of, cfg)
     model = load_model(rt.settings.tracking_uri, rt.settings.model_name, "champion")
-    reference["score"] = model.predict(reference[FEATURE_COLUMNS])["score"].to_numpy()
-    current["score"] = model.predict(current[FEATURE_COLUMNS])["score"].to_numpy()
+    reference["score"] = model.score(reference[FEATURE_COLUMNS])
+    current["score"] = model.score(current[FEATURE_COLUMNS])
     stem = f"drift-{as_of:%Y-%m-%d}"
     return drift_report(
         reference,

@@ -59,7 +59,7 @@ def champion_metrics(rt: Runtime, challenger: Challenger) -> dict[str, float] | 
     if champion_version(s.model_name, tracking_uri=s.tracking_uri) is None:
         return None
     model = load_model(s.tracking_uri, s.model_name)
-    score = model.predict(challenger.split.holdout.X)["score"].to_numpy()
+    score = model.score(challenger.split.holdout.X)
     return holdout_metrics(challenger.split, score)
 
 

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
@@ -39,6 +40,11 @@ class ScoringModel:
             {"score": score, "confidence": confidence(score), "reasons": reasons},
             index=features.index,
         )
+
+    def score(self, features: pd.DataFrame) -> np.ndarray:
+        """The calibrated score alone: for monitoring, which reads millions of rows and no
+        reasons (TreeSHAP costs several times the prediction)."""
+        return np.asarray(self.pyfunc.unwrap_python_model().model.predict_proba(features))
 
 
 def load_model(tracking_uri: str, name: str, alias: str = CHAMPION) -> ScoringModel:

@@ -95,6 +95,8 @@ def test_register_promote_and_score(
     assert (out["confidence"] >= 0.5).all()
     assert all(len(r) == 3 and isinstance(r[0]["text"], str) for r in out["reasons"])
     assert out["score"].tolist() == pytest.approx(model.predict_proba(frame.X.tail(4)).tolist())
+    # the score alone (monitoring's path, no TreeSHAP) is the same score
+    assert scoring.score(frame.X.tail(4)).tolist() == pytest.approx(out["score"].tolist())
     # a loaded booster predicts on the thread count it was fitted with, not on every core
     booster = scoring.pyfunc.unwrap_python_model().model.booster
     threads = json.loads(booster.save_config())["learner"]["generic_param"]["nthread"]
