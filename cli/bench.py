@@ -573,3 +573,53 @@ def _machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "load_1m": round(os.getloadavg()[0], 2),
     }
+
+
+@bench_app.command("weekly-report")
+def weekly_report(
+    rows: Annotated[int, typer.Option(help="Transactions in the reported week")] = 1_500_000,
+    weeks: Annotated[
+        int, typer.Option(help="Weeks stored up to the report's end (the week before compared)")
+    ] = 2,
+    db: Annotated[str | None, typer.Option(help="Store URL (default: a fresh SQLite file)")] = None,
+    chunk: Annotated[int, typer.Option(help="Transactions written per store transaction")] = 20_000,
+    with_champion: Annotated[
+        bool,
+        typer.Option(
+            "--champion/--no-champion",
+            help="Register a champion first, so the report's drift step runs as in production",
+        ),
+    ] = True,
+    out: Out = None,
+) -> None:
+    """`fraudloop report weekly` over a scratch store of --rows a week, in its own process:
+    wall time, peak RSS, per-stage times; the store is built untimed first."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from benchmarks import weekly_report as bench
+    from fraudloop.policy import load_policy
+
+    policy = load_policy(get_settings().policy_file)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("building the store", total=None)
+
+        def step(what: str, done: int, total: int) -> None:
+            progress.update(task, description=what, completed=done, total=total)
+
+        result = _bench(bench.run, rows, weeks, db, policy, chunk, with_champion, step)
+    stages = result["stage_seconds"]
+    _table(
+        f"fraudloop report weekly, {result['rows_in_reported_week']:,} transactions in the week",
+        [
+            ("wall time", f"{result['seconds']} s"),
+            ("peak RSS, the report's process", f"{result['peak_rss_mb']:,.0f} MB"),
+            ("peak RSS, its process tree (sampled)", f"{result['tree_peak_rss_mb']:,.0f} MB"),
+            *[(f"  {name}", f"{s['seconds']} s ({s['state']})") for name, s in stages.items()],
+            ("untimed: building the store", f"{result['untimed_build_seconds']} s"),
+        ],
+    )
+    _report(result, out)
+    if result["exit_code"] != 0:
+        console.print(f"[red]error:[/red] the report exited with {result['exit_code']}")
+        raise typer.Exit(code=1)
