@@ -53,8 +53,10 @@ def run(
     chunk: int,
     with_champion: bool,
     progress: Callable[[str, int, int], None],
+    after_drift_check: bool = True,
 ) -> dict[str, Any]:
-    """Build the store (untimed), then time the report; `progress(what, done, total)`."""
+    """Build the store (untimed), then time the report; `progress(what, done, total)`. With
+    `after_drift_check`, the day's drift check runs first, untimed, as the schedules run it."""
     shape = store.Shape(rows, weeks, AS_OF, policy.report.weekly_days)
     with scratch_dir() as tmp:
         home = Path(tmp)
@@ -71,8 +73,12 @@ def run(
         with open_session(url) as s:
             chain = audit.verify(s)
         build_seconds = time.perf_counter() - t
+        policy_file = get_settings().policy_file.resolve()
+        if after_drift_check:  # as scheduled: the day's drift check an hour before the report
+            progress("fraudloop report drift (untimed)", 0, 1)
+            drift_check = time_report(home, url, AS_OF, policy_file, "drift")
         progress("fraudloop report weekly", 0, 1)
-        timed = time_report(home, url, AS_OF, get_settings().policy_file.resolve())
+        timed = time_report(home, url, AS_OF, policy_file)
         outputs = report_outputs(home, timed["stdout"])
         counts = {**built.counts, **table_counts(url)}
     return {
@@ -81,6 +87,8 @@ def run(
         "as_of": AS_OF.isoformat(),
         "store": url.split(":", 1)[0],
         "champion": with_champion,
+        "after_drift_check": after_drift_check,
+        "drift_check_seconds": drift_check["seconds"] if after_drift_check else None,
         "seconds": timed["seconds"],
         "peak_rss_mb": timed["peak_rss_mb"],
         "tree_peak_rss_mb": timed["tree_peak_rss_mb"],
@@ -133,8 +141,10 @@ def build(
     return built
 
 
-def time_report(home: Path, url: str, as_of: datetime, policy_file: Path) -> dict[str, Any]:
-    """`fraudloop report weekly` in its own process against the scratch home: wall time, its
+def time_report(
+    home: Path, url: str, as_of: datetime, policy_file: Path, report: str = "weekly"
+) -> dict[str, Any]:
+    """`fraudloop report <report>` in its own process against the scratch home: wall time, its
     peak RSS (`ru_maxrss` of that child: its largest process, the report's own), the process
     tree's sampled peak (with Prefect's temporary API server), the stages from its log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAUDLOOP_", "PREFECT_"))}
@@ -145,7 +155,7 @@ def time_report(home: Path, url: str, as_of: datetime, policy_file: Path) -> dic
         "PREFECT_HOME": str(home / "prefect"),  # a hand run without `up`: a temporary API
         "COLUMNS": "200",
     }
-    argv = [str(Path(sys.executable).parent / "fraudloop"), "report", "weekly"]
+    argv = [str(Path(sys.executable).parent / "fraudloop"), "report", report]
     argv += ["--as-of", f"{as_of:%Y-%m-%d}"]
     started, wall = time.perf_counter(), datetime.now()  # noqa: DTZ005 - as the log's clock
     child = subprocess.Popen(  # noqa: S603 - our own command

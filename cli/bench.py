@@ -590,6 +590,14 @@ def weekly_report(
             help="Register a champion first, so the report's drift step runs as in production",
         ),
     ] = True,
+    after_drift_check: Annotated[
+        bool,
+        typer.Option(
+            "--after-drift-check/--cold",
+            help="Run the day's drift check first, untimed, as the schedules do (an hour before "
+            "the report, which then reads it); --cold times the report computing drift itself",
+        ),
+    ] = True,
     out: Out = None,
 ) -> None:
     """`fraudloop report weekly` over a scratch store of --rows a week, in its own process:
@@ -607,7 +615,9 @@ def weekly_report(
         def step(what: str, done: int, total: int) -> None:
             progress.update(task, description=what, completed=done, total=total)
 
-        result = _bench(bench.run, rows, weeks, db, policy, chunk, with_champion, step)
+        result = _bench(
+            bench.run, rows, weeks, db, policy, chunk, with_champion, step, after_drift_check
+        )
     stages = result["stage_seconds"]
     _table(
         f"fraudloop report weekly, {result['rows_in_reported_week']:,} transactions in the week",

@@ -33,10 +33,10 @@ def _run(name: str, as_of: datetime | None) -> None:
     from flows.runtime import stop_ephemeral_api
 
     try:
-        if name == "weekly":
+        if name in ("weekly", "drift"):
             from flows.monitor import monitor_flow
 
-            result = monitor_flow(as_of)
+            result = monitor_flow(as_of, report=name == "weekly")
         else:
             from flows.model_qa import model_qa_flow
 
@@ -61,6 +61,13 @@ def weekly(as_of: AsOf = None) -> None:
     """The weekly QA report over the policy's `report.weekly_days` (HTML, PDF, Markdown under
     reports/, logged to MLflow, its Evidently run kept in the workspace)."""
     _run("weekly", as_of)
+
+
+@report_app.command()
+def drift(as_of: AsOf = None) -> None:
+    """The day's drift check alone (Evidently, kept in the workspace; the `drift-check`
+    deployment runs it daily): the weekly report of the same day then reads it, not again."""
+    _run("drift", as_of)
 
 
 @report_app.command("model-qa")

@@ -14,7 +14,7 @@ from models.features import FEATURE_COLUMNS
 from models.registry import registry_summary
 from models.scoring import load_model
 from monitoring import qa_data
-from monitoring.drift import DriftSummary, drift_report
+from monitoring.drift import DriftSummary, drift_report, saved_summary
 from monitoring.evidently_runs import DRIFT_TAG, WeeklyRun, add_snapshot, drift_sections
 from monitoring.evidently_runs import weekly_evidently as evidently_week
 from monitoring.outcomes import outcomes
@@ -25,7 +25,13 @@ from pipeline.features import feature_config, window_features
 
 
 @task(cache_policy=NO_CACHE)
-def drift(rt: Runtime, as_of: datetime, out_dir: Path) -> DriftSummary:
+def drift(rt: Runtime, as_of: datetime, out_dir: Path, reuse: bool = False) -> DriftSummary:
+    """The drift run of `as_of`'s day; with `reuse`, the one the day's `drift-check` saved, if
+    it ran (the weekly report runs an hour after it)."""
+    stem = out_dir / f"drift-{as_of:%Y-%m-%d}"
+    html, saved = stem.with_suffix(".html"), stem.with_suffix(".json")
+    if reuse and (found := saved_summary(html, saved, FEATURE_COLUMNS)) is not None:
+        return found
     m = rt.policy.monitoring
     split = as_of - timedelta(days=m.current_days)
     cfg = feature_config(rt.policy)
@@ -35,13 +41,12 @@ def drift(rt: Runtime, as_of: datetime, out_dir: Path) -> DriftSummary:
     model = load_model(rt.settings.tracking_uri, rt.settings.model_name, "champion")
     reference["score"] = model.score(reference[FEATURE_COLUMNS])
     current["score"] = model.score(current[FEATURE_COLUMNS])
-    stem = f"drift-{as_of:%Y-%m-%d}"
     return drift_report(
         reference,
         current,
         FEATURE_COLUMNS,
-        out_dir / f"{stem}.html",
-        out_dir / f"{stem}.json",
+        html,
+        saved,
         keep=lambda snapshot: add_snapshot(rt.settings.home, snapshot, f"drift {as_of:%Y-%m-%d}"),
         timestamp=as_of,
         tags=[DRIFT_TAG],
@@ -130,7 +135,7 @@ def monitor_flow(as_of: datetime | None = None, report: bool = True) -> dict[str
     log = get_run_logger()
     out_dir = rt.settings.reports_dir
     try:
-        daily = drift(rt, as_of, out_dir)
+        daily = drift(rt, as_of, out_dir, reuse=report)
     except Exception as exc:  # a report without drift beats no report at all
         log.error("drift report failed: %s", exc)
         daily = None

@@ -5,6 +5,7 @@ Evidently is imported inside the function: the import takes several seconds and 
 or the early window will look drifted.
 """
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -103,6 +104,20 @@ def drift_report(
         out_json.parent.mkdir(parents=True, exist_ok=True)
         snapshot.save_json(str(out_json))
     return summarize(snapshot.dict(), features, score, out_html, out_json)
+
+
+def saved_summary(
+    html_path: Path, json_path: Path, features: list[str], score_column: str | None = "score"
+) -> DriftSummary | None:
+    """The verdicts of a drift run saved earlier (its HTML and JSON), None when there is none:
+    the weekly report takes the day's drift check instead of building nine days of features
+    from their history again."""
+    if not (html_path.is_file() and json_path.is_file()):
+        return None
+    snapshot = json.loads(json_path.read_text())
+    return summarize(
+        snapshot, [c for c in features if c != score_column], score_column, html_path, json_path
+    )
 
 
 def summarize(

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.drift import DriftSummary, drift_report
+from monitoring.drift import DriftSummary, drift_report, saved_summary
 
 pytestmark = pytest.mark.integration
 
@@ -51,3 +51,11 @@ def test_html_and_json_are_written(drift: DriftSummary):
     assert "amount" in drift.html_path.read_text()
     assert drift.json_path is not None
     assert json.loads(Path(drift.json_path).read_text())["metrics"]
+
+
+def test_a_saved_run_reads_back_as_the_same_verdicts(drift: DriftSummary, tmp_path: Path):
+    """The weekly report takes the day's drift check from its files instead of running it."""
+    assert drift.json_path is not None
+    again = saved_summary(drift.html_path, drift.json_path, [*FEATURES, "score"])
+    assert again == drift
+    assert saved_summary(tmp_path / "none.html", tmp_path / "none.json", FEATURES) is None
