@@ -8,8 +8,9 @@ workers that run the deployments (instead of one process serving them); Label St
 A machine lost mid-run leaves its flow run "Running" with nobody to report it: flow runs beat
 (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`), an automation marks a run whose beats stop `Crashed`
 (Prefect's recipe for zombie runs), and a crashed `score-batch` run is run again with the same
-parameters (scoring is idempotent: nothing is decided twice); the intake deployments go on from
-their watermarks at their next run.
+parameters (scoring is idempotent: nothing is decided twice), at most the policy's
+`schedules.crashed_reruns_max` times: a run that crashes every time then fails instead of
+looping; the intake deployments go on from their watermarks at their next run.
 """
 
 import os
@@ -37,6 +38,11 @@ HEARTBEAT_SECONDS = 30  # Prefect's least; a run silent for 3 beats is a zombie
 SCORE_BATCH = "score-batch"  # windows and backfills by hand (`fraudloop run score-batch`)
 CRASH_ZOMBIES, RERUN_CRASHED = "fraudloop: crash zombie runs", "fraudloop: rerun crashed scoring"
 STATE_EVENTS = ("Completed", "Failed", "Cancelled", "Crashed")
+# the parameters a crashed `score-batch` runs again with: its own, whatever they were, and one
+# more rerun counted (`score_flow` fails instead past the policy's `crashed_reruns_max`)
+RERUN = (
+    '{{ dict(flow_run.parameters, reruns=(flow_run.parameters.get("reruns") or 0) + 1) | tojson }}'
+)
 
 
 def ensure_databases(settings: Settings) -> list[str]:
@@ -174,10 +180,7 @@ def ensure_automations(api_url: str, score_batch_id: Any) -> None:
             )
         ],
     )
-    again = {  # the crashed run's own parameters, whatever they were
-        "__prefect_kind": "json",
-        "value": {"__prefect_kind": "jinja", "template": "{{ flow_run.parameters | tojson }}"},
-    }
+    again = {"__prefect_kind": "json", "value": {"__prefect_kind": "jinja", "template": RERUN}}
     rerun = AutomationCore(
         name=RERUN_CRASHED,
         trigger=EventTrigger(

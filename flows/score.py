@@ -21,6 +21,7 @@ from flows.partitions import Partition, plan, whole, worker_history
 from flows.runtime import Runtime, runtime
 from flows.scale_out import dask_runner, tasks_report_here
 from flows.worker_model import ModelRef, loaded
+from fraudloop.errors import FraudloopError
 from fraudloop.feed import read_window
 from fraudloop.storage import open_session
 from models.scoring import ScoringModel
@@ -79,10 +80,21 @@ def score_flow(
     end: datetime,
     now: datetime | None = None,
     workers: int | None = None,
+    reruns: int = 0,
 ) -> dict[str, Any]:
     """Score the transactions of [start, end) from a source file (parquet, or a JSONL drop),
-    in one process or over `workers` Dask workers (default `FRAUDLOOP_DASK_WORKERS`)."""
+    in one process or over `workers` Dask workers (default `FRAUDLOOP_DASK_WORKERS`).
+    `reruns`: how often a crash had this run started again (the server profile's automation
+    counts them): past the policy's `schedules.crashed_reruns_max` the run fails at once, and
+    a failed run is not started again."""
     rt = runtime()
+    limit = rt.policy.schedules.crashed_reruns_max
+    if reruns > limit:
+        raise FraudloopError(
+            f"score-batch of {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} has crashed {reruns} "
+            f"times and schedules.crashed_reruns_max allows {limit} reruns: not run again; see "
+            "why it crashes in the Prefect UI, then run it by hand"
+        )
     now = now or end
     workers = rt.settings.dask_workers if workers is None else workers
     records = read_window(source, start, end)

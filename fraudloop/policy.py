@@ -197,6 +197,7 @@ class Schedules(_Strict):
     sync_overlap_seconds: int = Field(ge=0)
     model_qa_cron: str  # the monthly model QA (`monthly-model-qa`)
     audit_sample_cron: str  # the weekly post-verify audit sample (`audit-sample`)
+    crashed_reruns_max: int = Field(ge=0)  # a crashed `score-batch` is run again at most this often
 
 
 class Segments(_Strict):
