@@ -189,6 +189,8 @@ def test_a_worker_killed_mid_run_the_run_is_run_again_and_nothing_decided_twice(
         return "CRASHED" in states and "COMPLETED" in states
 
     _until("the crashed run is run again to completion", rerun_completed, 600, every=5)
+    reruns = [r.parameters.get("reruns", 0) for r in _score_batch_runs(settings, since)]
+    assert sorted(reruns) == [0, 1]  # the automation counted its rerun (the crash-loop guard)
     assert killed_at < expected
     assert _decided(settings) - before == expected
     with open_session(settings.database_url) as s:
