@@ -2,6 +2,7 @@
 monthly model QA, by hand (the `qa-report`, `audit-sample` and `monthly-model-qa` deployments
 run them on their schedules)."""
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -28,25 +29,28 @@ def _show(result: dict[str, Any]) -> None:
             console.print(f"[bold]{key}[/bold]: {result[key]}", soft_wrap=True)
 
 
-def _run(name: str, as_of: datetime | None) -> None:
-    """Run a report flow; a user's error is one line, without a traceback."""
+def _flow(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a report flow in this process; a user's error is one line, without a traceback."""
     from flows.runtime import stop_ephemeral_api
 
     try:
-        if name in ("weekly", "drift"):
-            from flows.monitor import monitor_flow
-
-            result = monitor_flow(as_of, report=name == "weekly")
-        else:
-            from flows.model_qa import model_qa_flow
-
-            result = model_qa_flow(as_of)
+        return run()
     except FraudloopError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(code=2) from exc
     finally:
         stop_ephemeral_api()
-    _show(result)
+
+
+def _run(name: str, as_of: datetime | None) -> None:
+    if name in ("weekly", "drift"):
+        from flows.monitor import monitor_flow
+
+        _show(_flow(lambda: monitor_flow(as_of, report=name == "weekly")))
+    else:
+        from flows.model_qa import model_qa_flow
+
+        _show(_flow(lambda: model_qa_flow(as_of)))
 
 
 @report_app.callback()
@@ -87,15 +91,8 @@ def audit_sample(
     `report.audit_sample`; the `audit-sample` deployment runs it weekly). A week already
     sampled opens nothing."""
     from flows.audit_sample import audit_sample_flow
-    from flows.runtime import stop_ephemeral_api
 
-    try:
-        result = audit_sample_flow(week_ending)
-    except FraudloopError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(code=2) from exc
-    finally:
-        stop_ephemeral_api()
+    result = _flow(lambda: audit_sample_flow(week_ending))
     week = f"{result['week_start'][:10]} to {result['week_end'][:10]}"
     if result["already_sampled"]:
         console.print(f"{week}: already sampled ({result['already_sampled']} cases), none opened")
