@@ -2,6 +2,7 @@
 connections reach both workers, and a champion moved in the registry is picked up by each worker
 while requests keep being answered by a model."""
 
+import itertools
 import json
 import socket
 import subprocess
@@ -155,7 +156,8 @@ def test_a_moved_champion_reaches_every_worker_and_no_request_goes_without_a_mod
 ) -> None:
     base, _ = served
     uri, second = versions
-    records = _payloads(world, 400)
+    records = _payloads(world, 700)
+    spare = iter(records[300:600])  # new payments while waiting: a worker checks on a request
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
     with httpx.Client(base_url=base, limits=limits, timeout=60, headers={"X-API-Key": KEY}) as c:
 
@@ -168,12 +170,17 @@ def test_a_moved_champion_reaches_every_worker_and_no_request_goes_without_a_mod
             before = list(pool.map(score, records[:100]))
             registry.set_alias(NAME, registry.CHAMPION, second, tracking_uri=uri)
             during = list(pool.map(score, records[100:300]))
-            _until(
-                "every worker serves the new champion",
-                lambda: set(_models(base).values()) == {second},
-            )
-            after = list(pool.map(score, records[300:]))
-    answers = before + during + after
+            waiting: list[tuple[int, str | None, bool]] = []
+
+            def moved() -> bool:
+                # a worker looks at the registry when a request comes after its interval (no
+                # request, no check), so requests keep coming until both serve the new version
+                waiting.extend(pool.map(score, itertools.islice(spare, CONNECTIONS)))
+                return set(_models(base).values()) == {second}
+
+            _until("every worker serves the new champion", moved)
+            after = list(pool.map(score, records[600:]))
+    answers = before + during + waiting + after
     assert {status for status, _, _ in answers} == {200}
     assert not any(fallback for _, _, fallback in answers)  # a model in hand throughout
     assert {version for _, version, _ in before} == {"1"}
