@@ -67,11 +67,7 @@ def api(
     """POST /v1/score latency over loopback against `fraudloop serve`, per worker count."""
     from benchmarks import api as bench
 
-    try:
-        counts = [int(w) for w in workers.split(",")]
-    except ValueError as exc:
-        raise typer.BadParameter(f"not a comma-separated list of counts: {workers}") from exc
-    _report(bench.run(requests, concurrency, counts, db), out)
+    _report(bench.run(requests, concurrency, _counts(workers), db), out)
 
 
 @bench_app.command("handbook")
@@ -489,6 +485,14 @@ def _labelstudio(url: str | None, token: str | None) -> Iterator[tuple[str, str]
             server.stop(settings.labelstudio_data_dir)
 
 
+def _counts(workers: str) -> list[int]:
+    """`--workers 1,2` as counts, or an error naming the option's value."""
+    try:
+        return [int(w) for w in workers.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a comma-separated list of counts: {workers}") from exc
+
+
 def _bench(fn: Any, *args: Any) -> Any:
     """Run a benchmark's step; a user's error (a service down, a bad option) without a traceback."""
     try:
@@ -535,11 +539,7 @@ def dask_scoring(
     """The scoring flow on one window over each count of Dask workers, in one run."""
     from benchmarks import dask_scoring as bench
 
-    try:
-        counts = [int(w) for w in workers.split(",")]
-    except ValueError as exc:
-        raise typer.BadParameter(f"not a comma-separated list of counts: {workers}") from exc
-    _report(bench.run(rows, counts, db, chunk), out)
+    _report(bench.run(rows, _counts(workers), db, chunk), out)
 
 
 def _print_handbook(result: dict[str, Any], outcome: Any) -> None:

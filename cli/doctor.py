@@ -116,13 +116,7 @@ def mlflow_server(settings: Settings) -> str:
             f"the tracking URI is {uri}, not a tracking server; unset "
             "FRAUDLOOP_MLFLOW_TRACKING_URI (the profile's) or point it at one"
         )
-    try:
-        httpx.get(f"{uri}/health", timeout=5.0).raise_for_status()
-    except httpx.HTTPError as exc:
-        raise FraudloopError(
-            f"MLflow at {uri} does not answer ({type(exc).__name__}); `fraudloop up --profile "
-            "server` starts it"
-        ) from exc
+    _answers(uri, "MLflow", "`fraudloop up --profile server` starts it")
     versions = _query(settings.server_database("mlflow"), "SELECT count(*) FROM model_versions")
     return f"{uri} answers; {versions} model version(s) in {_hidden(settings.server_database('mlflow'))}"
 
@@ -417,6 +411,16 @@ def alert_sinks(settings: Settings) -> str:
     return ", ".join(targets) + " reachable"
 
 
+def _answers(url: str, what: str, hint: str) -> None:
+    """`url`'s `/health` answers, or an error naming the service and how to start it."""
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=5.0).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise FraudloopError(
+            f"{what} at {url} does not answer ({type(exc).__name__}); {hint}"
+        ) from exc
+
+
 def schedules(settings: Settings) -> str:
     """Every deployment of `flows.deployments` is on the Prefect server, not paused, with an
     active schedule and a successful run within the last two of its periods."""
@@ -425,13 +429,11 @@ def schedules(settings: Settings) -> str:
         raise FraudloopError(
             "not configured: set PREFECT_API_URL to the Prefect server `fraudloop up` starts"
         )
-    try:
-        httpx.get(f"{url.rstrip('/')}/health", timeout=5.0).raise_for_status()
-    except httpx.HTTPError as exc:
-        raise FraudloopError(
-            f"the Prefect API at {url} does not answer ({type(exc).__name__}); `fraudloop up` "
-            "starts the server and the process that runs the deployments"
-        ) from exc
+    _answers(
+        url,
+        "the Prefect API",
+        "`fraudloop up` starts the server and the process that runs the deployments",
+    )
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
