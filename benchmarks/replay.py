@@ -11,11 +11,15 @@ compromised is blocked and leaves the candidates; every payment's label arrives 
 decides. The registry is not called: a version per arm and day would cost more than the fit.
 
 CP@100 is the day's share of compromised cards among the picks; its ceiling the share the day
-could offer (compromised cards not yet blocked / budget, at most 1).
+could offer (compromised cards not yet blocked / budget, at most 1). Where the data names its
+fraud scenarios (the handbook's generator, the simulator), `chargeback_ceiling` leaves out the
+cards whose every fraud of the day is at a terminal compromised for less than the chargeback
+delay: nothing but a label on one of that terminal's payments tells it from any other, so it
+is the most a perfect ranking of what the chargebacks tell could reach.
 """
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -42,6 +46,7 @@ BASELINES = (STATIC, DELAYED, RANDOM)
 REVIEW_SOURCE = "active_learning"
 CONFIDENCE = 0.95
 ONE_DAY = timedelta(days=1)
+TERMINAL_SCENARIO = 2  # the handbook's compromised terminals: any card paying there is robbed
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,8 @@ class Day:
     start: datetime
     rows: pd.DataFrame
     compromised: frozenset[str]  # customers with a fraud this day
+    # the compromised customers with a fraud a chargeback could point to (None: no scenarios)
+    revealable: frozenset[str] | None = None
 
 
 @dataclass
@@ -144,6 +151,7 @@ class Replay:
         self.tx["customer_id"] = self.tx["customer_id"].astype(str)
         self.chargebacks = chargeback_labels(self.tx, cfg.delay_days)
         self._times = self.tx["tx_datetime"].to_numpy("datetime64[ns]")
+        self._young = young_terminal_frauds(self.tx, cfg.delay_days)
         self._start: tuple[dict[datetime, pd.DataFrame], FraudModel] | None = None
 
     def rows(self, start: datetime, end: datetime) -> pd.DataFrame:
@@ -166,9 +174,16 @@ class Replay:
 
     def day(self, i: int) -> Day:
         start = self.cfg.start + i * ONE_DAY
-        rows = self.rows(start, start + ONE_DAY)
-        fraud = rows.loc[rows["is_fraud"].to_numpy() == 1, "customer_id"]
-        return Day(start, rows, frozenset(fraud))
+        lo, hi = np.searchsorted(
+            self._times, [np.datetime64(start), np.datetime64(start + ONE_DAY)]
+        )
+        rows = self.tx.iloc[lo:hi]
+        fraud = rows["is_fraud"].to_numpy() == 1
+        customers = rows["customer_id"].to_numpy()
+        revealable = None
+        if self._young is not None:
+            revealable = frozenset(customers[fraud & ~self._young[lo:hi]])
+        return Day(start, rows, frozenset(customers[fraud]), revealable)
 
     def training_frame(
         self,
@@ -293,6 +308,7 @@ class Replay:
         picks = self.pick(state, scored, rng)
         hits = picks["customer_id"].isin(day.compromised).to_numpy()
         open_compromised = len(day.compromised - state.blocked.keys())
+        revealable = chargeback_ceiling(day, state.blocked.keys(), self.cfg.budget)
         week_ago = day.start - timedelta(days=7)
         repeats = sum(state.cleared.get(c, datetime.min) >= week_ago for c in picks["customer_id"])
         found = self.review(state, day, picks, rng)
@@ -303,6 +319,7 @@ class Replay:
             "day": float(i),
             "cp100": float(hits.sum()) / self.cfg.budget,
             "ceiling": min(1.0, open_compromised / self.cfg.budget),
+            **revealable,
             "fraud_caught": float(day.rows["is_fraud"].to_numpy()[caught].sum()),
             "reviews": float(len(picks)),
             "repeat_reviews": float(repeats),  # cards reviewed legitimate in the last 7 days
@@ -402,6 +419,25 @@ def _played(replay: Replay, arm: Arm) -> tuple[str, pd.DataFrame]:
     return arm.name, replay.play(arm)
 
 
+def young_terminal_frauds(tx: pd.DataFrame, delay_days: int) -> np.ndarray | None:
+    """Per payment (in `tx`'s time order): a fraud at a compromised terminal whose first such
+    fraud is less than `delay_days` old, so no chargeback has named the terminal yet. None
+    without `fraud_scenario`."""
+    if "fraud_scenario" not in tx:
+        return None
+    at_terminal = (tx["fraud_scenario"] == TERMINAL_SCENARIO).to_numpy()
+    first = tx.loc[at_terminal].groupby("terminal_id")["tx_datetime"].min()
+    since = tx["terminal_id"].map(first) + timedelta(days=delay_days)
+    return at_terminal & (tx["tx_datetime"] < since).to_numpy()
+
+
+def chargeback_ceiling(day: Day, blocked: Iterable[str], budget: int) -> dict[str, float]:
+    """The day's ceiling counting only the cards a chargeback could point to."""
+    if day.revealable is None:
+        return {}
+    return {"chargeback_ceiling": min(1.0, len(day.revealable - set(blocked)) / budget)}
+
+
 def exploration_estimate(picks: pd.DataFrame, hits: np.ndarray) -> dict[str, float]:
     """What the day's exploration picks say: a random sample of the candidates with known
     chance (`weekly_misses` pools a week of them)."""
@@ -464,13 +500,18 @@ SIM_KEYS = {  # `sim:key=value,...` -> SimulationConfig field
     "days": "days",
     "seed": "seed",
     "drift": "drift",
+    "spend": "spending_drift",
+    "testing": "card_testing_per_day",
 }
+SIM_FLOATS = ("drift", "spend")
 
 
 def simulated(spec: str, days: int, history_days: int) -> ReplayData:
-    """`sim:customers=2000,days=90,drift=1.0,drift_day=14`: a simulated world whose replay
-    starts once its history allows (features, training window), drift from replay day
-    `drift_day` on (more compromised terminals and customers, legitimate spending shifted)."""
+    """`sim:customers=2000,days=90,drift=1.0,spend=-0.3,testing=20,drift_day=14`: a simulated
+    world whose replay starts once its history allows (features, training window), drift from
+    replay day `drift_day` on: `drift` more compromised terminals and customers and legitimate
+    spending shifted, `spend` legitimate spending alone, `testing` that many cards a day tested
+    by bursts of small payments (a pattern the history never showed)."""
     from simulation.world import SimulationConfig, simulate
 
     fields: dict[str, float] = {}
@@ -480,7 +521,7 @@ def simulated(spec: str, days: int, history_days: int) -> ReplayData:
         if key == "drift_day":
             drift_day = int(value)
         elif key in SIM_KEYS:
-            fields[SIM_KEYS[key]] = float(value) if key == "drift" else int(value)
+            fields[SIM_KEYS[key]] = float(value) if key in SIM_FLOATS else int(value)
         else:
             known = ", ".join([*SIM_KEYS, "drift_day"])
             raise FraudloopError(f"--data {spec}: unknown key {key!r}; keys: {known}")
@@ -497,7 +538,7 @@ def simulated(spec: str, days: int, history_days: int) -> ReplayData:
         drift_start_day=start_day + (drift_day or 0),
         **fields,  # type: ignore[arg-type]
     )
-    if "drift" in fields and drift_day is None:
+    if drift_day is None and {"drift", "spending_drift", "card_testing_per_day"} & set(fields):
         drift_day = 0
     tx = simulate(cfg)
     return ReplayData(tx, cfg.start + timedelta(days=start_day), drift_day)

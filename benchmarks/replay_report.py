@@ -22,17 +22,27 @@ EXPERIMENT = "replay-benchmark"
 RECOVERY_SHARE = 0.9  # recovered: back within 10 % of the pre-drift CP@100 / ceiling ratio
 RECOVERY_SMOOTHING_DAYS = 3
 
+LEGEND = (
+    "Ceiling: compromised cards not yet blocked / budget, at most 1. With chargebacks: the same"
+    " without the cards whose every fraud of the day is at a terminal compromised for less than"
+    " the chargeback delay, which only a label on that terminal's payments can reveal."
+)
+
 Results = dict[int, dict[str, pd.DataFrame]]  # seed -> arm -> daily records
 
 
 def _paired(
-    results: Results, name: str, weeks: slice | None = None, baseline: str = STATIC
+    results: Results,
+    name: str,
+    weeks: slice | None = None,
+    baseline: str = STATIC,
+    column: str = "cp100",
 ) -> tuple[float | None, float | None]:
-    """Mean and standard error of the daily CP@100 difference with `baseline` (None without
-    two days to compare)."""
+    """Mean and standard error of the daily difference of `column` with `baseline` (None
+    without two days to compare)."""
     diffs = []
     for arms in results.values():
-        d = arms[name]["cp100"].to_numpy() - arms[baseline]["cp100"].to_numpy()
+        d = arms[name][column].to_numpy() - arms[baseline][column].to_numpy()
         week = arms[name]["day"].to_numpy() // 7
         if weeks is not None:
             d = d[(week >= weeks.start) & (week < weeks.stop)]
@@ -40,7 +50,8 @@ def _paired(
     d = np.concatenate(diffs)
     if len(d) < 2:  # noqa: PLR2004 - a standard error needs two days
         return None, None
-    return round(float(d.mean()), 4), round(float(d.std(ddof=1) / math.sqrt(len(d))), 4)
+    digits = 4 if column == "cp100" else 1
+    return round(float(d.mean()), digits), round(float(d.std(ddof=1) / math.sqrt(len(d))), digits)
 
 
 def recovery_days(daily: pd.DataFrame, drift_day: int) -> int | None:
@@ -55,9 +66,10 @@ def recovery_days(daily: pd.DataFrame, drift_day: int) -> int | None:
 
 
 def summary(results: Results, default: str, drift_day: int | None = None) -> dict[str, Any]:
-    """The benchmark's JSON: per strategy its CP@100 (mean, by week, ceiling), what it caught
-    and prevented, the spread over seeds and the paired differences with `static` (all days,
-    weeks 2-4) and with `delayed` (the loop without its reviews' labels)."""
+    """The benchmark's JSON: per strategy its CP@100 (mean, by week, ceiling, and the ceiling
+    with chargebacks where the data tells it), what it caught and prevented, the spread over
+    seeds and the paired differences with `static` (all days, weeks 2-4) and with `delayed`
+    (the loop without its reviews' labels), for CP@100 and for the frauds caught a day."""
     names = list(next(iter(results.values())))
     out: dict[str, Any] = {"default": default, "seeds": sorted(results), "strategies": {}}
     for name in names:
@@ -88,6 +100,16 @@ def summary(results: Results, default: str, drift_day: int | None = None) -> dic
             "vs_delayed_daily_mean": delayed_mean,
             "vs_delayed_daily_se": delayed_se,
         }
+        for baseline in (STATIC, DELAYED):  # frauds caught a day, paired as CP@100 is
+            caught = _paired(results, name, baseline=baseline, column="fraud_caught")
+            entry[f"caught_vs_{baseline}_daily_mean"], entry[f"caught_vs_{baseline}_daily_se"] = (
+                caught
+            )
+        if "chargeback_ceiling" in both:
+            entry["chargeback_ceiling_mean"] = round(float(both["chargeback_ceiling"].mean()), 4)
+            entry["chargeback_ceiling_by_week"] = [
+                round(float(v), 4) for v in by_week["chargeback_ceiling"].mean()
+            ]
         misses = weekly_misses(runs[0])
         if misses:
             entry["exploration_missed_by_week"] = [
@@ -127,10 +149,16 @@ def paired(entry: dict[str, Any], key: str) -> str:
     return "n/a" if mean is None else f"{mean:+.4f} ± {se:.4f}"
 
 
+def _ceiling(entry: dict[str, Any]) -> str:
+    value = entry.get("chargeback_ceiling_mean")
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def page(result: dict[str, Any], png: bytes, title: str) -> str:
     """One self-contained HTML page: the table, the daily curves, exploration's estimates."""
     head = (
         "<tr><th>strategy</th><th>CP@100</th><th>by week</th><th>ceiling</th>"
+        "<th>ceiling with chargebacks</th>"
         "<th>vs static (daily mean ± se)</th><th>weeks 2-4 vs static</th><th>vs delayed</th>"
         "<th>fraud caught</th><th>amount prevented</th><th>promoted</th></tr>"
     )
@@ -141,7 +169,7 @@ def page(result: dict[str, Any], png: bytes, title: str) -> str:
             "<tr>"
             f"<td>{html.escape(name)}{mark}</td><td>{s['cp100_mean']:.3f}</td>"
             f"<td>{' / '.join(f'{v:.3f}' for v in s['cp100_by_week'])}</td>"
-            f"<td>{s['ceiling_mean']:.3f}</td>"
+            f"<td>{s['ceiling_mean']:.3f}</td><td>{_ceiling(s)}</td>"
             f"<td>{paired(s, 'vs_static_daily')}</td><td>{paired(s, 'vs_static_weeks_2_4')}</td>"
             f"<td>{paired(s, 'vs_delayed_daily')}</td>"
             f"<td>{s['fraud_caught']:.0f}</td><td>{s['amount_prevented']:,.0f}</td>"
@@ -169,6 +197,7 @@ def page(result: dict[str, Any], png: bytes, title: str) -> str:
         "border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child"
         "{text-align:left}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><table>{head}{''.join(rows)}</table>"
+        f"<p>{LEGEND}</p>"
         f"<h2>Daily curves</h2><img alt='CP@100 per day' src='data:image/png;base64,{image}'>"
         f"{explore}</body></html>"
     )

@@ -444,7 +444,15 @@ def _print_replay(result: dict[str, Any]) -> None:
     from benchmarks.replay_report import paired
 
     table = Table(title="replay: CP@100 per strategy")
-    columns = ("strategy", "CP@100", "by week", "ceiling", "vs static", "weeks 2-4", "vs delayed")
+    columns = (
+        "strategy",
+        "CP@100",
+        "by week",
+        "ceiling / with chargebacks",
+        "vs static",
+        "weeks 2-4",
+        "vs delayed",
+    )
     for column in (*columns, "caught"):
         table.add_column(column)
     for name, s in result["strategies"].items():
@@ -452,7 +460,7 @@ def _print_replay(result: dict[str, Any]) -> None:
             name + (" (default)" if name == result["default"] else ""),
             f"{s['cp100_mean']:.4f}",
             " ".join(f"{v:.3f}" for v in s["cp100_by_week"]),
-            f"{s['ceiling_mean']:.3f}",
+            f"{s['ceiling_mean']:.3f} / {s.get('chargeback_ceiling_mean', float('nan')):.3f}",
             paired(s, "vs_static_daily"),
             paired(s, "vs_static_weeks_2_4"),
             paired(s, "vs_delayed_daily"),

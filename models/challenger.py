@@ -25,26 +25,37 @@ LABELS_TAG = "labels."  # + source: training rows with a label from that source
 
 @dataclass(frozen=True)
 class HoldoutSplit:
-    """A training frame cut by time: fit on the past, judge on the most recent labelled days."""
+    """A training frame cut by time: fit on the past, judge on the most recent settled days."""
 
     train: TrainingFrame
     holdout: TrainingFrame
     holdout_rows: pd.DataFrame  # tx_datetime, customer_id, is_fraud of the holdout rows
     holdout_start: datetime
+    # per train row: labelled before its chargeback window closed (a reviewer's answer), so
+    # among payments someone chose; the booster fits on them, they never calibrate
+    fresh: np.ndarray
 
 
 def split_by_time(
-    frame: TrainingFrame, transactions: pd.DataFrame, holdout_days: int
+    frame: TrainingFrame, transactions: pd.DataFrame, holdout_days: int, settled_before: datetime
 ) -> HoldoutSplit:
-    """The last `holdout_days` before the newest labelled transaction form the holdout."""
+    """The last `holdout_days` of settled payments (made before `settled_before`, when every
+    payment's label is in) form the holdout. Later payments carry a label only if someone
+    reviewed them, mostly ones a model chose: judging a challenger, or calibrating it, on them
+    would favour whatever ranks the chosen ones well, so they only train. Without a settled
+    payment, the window's latest days are the holdout."""
     info = (
         transactions.assign(transaction_id=transactions["transaction_id"].astype(str))
         .set_index("transaction_id")
         .loc[frame.transaction_ids, ["tx_datetime", "customer_id"]]
         .reset_index(drop=True)
     )
-    start = info["tx_datetime"].max() - timedelta(days=holdout_days)
-    is_hold = (info["tx_datetime"] >= start).to_numpy()
+    when = info["tx_datetime"]
+    settled = (when < settled_before).to_numpy()
+    if not settled.any():
+        settled[:] = True
+    end = when[settled].max()
+    is_hold = settled & (when >= end - timedelta(days=holdout_days)).to_numpy()
     ids = np.asarray(frame.transaction_ids)
 
     def part(mask: np.ndarray) -> TrainingFrame:
@@ -55,7 +66,8 @@ def split_by_time(
         )
 
     rows = info[is_hold].reset_index(drop=True).assign(is_fraud=frame.y[is_hold])
-    return HoldoutSplit(part(~is_hold), part(is_hold), rows, start.to_pydatetime())
+    start = (end - timedelta(days=holdout_days)).to_pydatetime()
+    return HoldoutSplit(part(~is_hold), part(is_hold), rows, start, ~settled[~is_hold])
 
 
 def holdout_metrics(split: HoldoutSplit, score: np.ndarray) -> dict[str, float]:
@@ -166,8 +178,9 @@ def fit_on_frame(  # noqa: PLR0913 - the training set and where it came from
     """`fit_challenger` on a training frame already built: the replay benchmark keeps each
     day's features as scoring computed them, which are the ones `build_training_frame` would
     compute again (the features of a row use only labels known before its own time)."""
-    split = split_by_time(frame, transactions, holdout_days)
-    model = train_model(split.train.X, split.train.y, config.training)
+    settled_before = as_of - timedelta(days=config.features.delay_days)
+    split = split_by_time(frame, transactions, holdout_days, settled_before)
+    model = train_model(split.train.X, split.train.y, config.training, split.fresh)
     metrics = holdout_metrics(split, model.predict_proba(split.holdout.X))
     counts = label_counts(labels, split.train.transaction_ids, as_of)
     return Challenger(model, split, metrics, config, counts)

@@ -29,7 +29,7 @@ from xgboost import dask as dxgb
 from models.challenger import Challenger, HoldoutSplit, holdout_metrics, label_counts
 from models.config import ModelConfig
 from models.features import FeatureConfig, chronological_order, compute_features, feature_columns
-from models.train import FraudModel, TrainParams, _fit_rows, platt, split_point
+from models.train import FraudModel, TrainParams, fit_and_calibration_rows, platt
 from models.training_set import TrainingFrame, current_labels
 
 TRAINER = "xgboost.dask"  # the MLflow param `trainer` of a model fitted here
@@ -120,14 +120,16 @@ class _Keys:
         parts = client.compute([delayed(_key_columns)(p) for p in frame.to_delayed()], sync=True)
         return cls(pd.concat(parts, ignore_index=True), [len(p) for p in parts])
 
-    def roles(self, params: TrainParams) -> np.ndarray:
-        """FIT, CALIBRATE or UNUSED per row, as `train_model` would pick them in time order."""
+    def roles(self, params: TrainParams, settled_before: datetime) -> np.ndarray:
+        """FIT, CALIBRATE or UNUSED per row, as `train_model` would pick them in time order
+        (rows after `settled_before` are its `fit_only`)."""
         order = chronological_order(self.frame)
         y = self.frame[LABEL].to_numpy(int)[order]
-        n_fit = split_point(y, params)
+        fresh = (self.frame[TIME] >= settled_before).to_numpy()[order]
+        fit, calibration = fit_and_calibration_rows(y, params, fresh)
         roles = np.full(len(y), UNUSED)
-        roles[order[_fit_rows(y[:n_fit], params)]] = FIT
-        roles[order[n_fit:]] = CALIBRATE
+        roles[order[fit]] = FIT
+        roles[order[calibration]] = CALIBRATE
         return roles
 
     def per_partition(self, values: np.ndarray) -> list[np.ndarray]:
@@ -143,14 +145,17 @@ def _rows(part: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
 
 
 def train_model_dask(
-    client: Client, frame: dd.DataFrame, features: list[str], params: TrainParams | None = None
+    client: Client,
+    frame: dd.DataFrame,
+    features: list[str],
+    params: TrainParams,
+    settled_before: datetime,
 ) -> FraudModel:
     """`train_model` on a Dask frame with TIME, ID, LABEL and `features` (any row order):
     the same fit and calibration rows, the booster fitted on the workers."""
-    params = params or TrainParams()
     frame = client.persist(frame)
     keys = _Keys.of(client, frame)
-    masks = keys.per_partition(keys.roles(params))
+    masks = keys.per_partition(keys.roles(params, settled_before))
     parts = frame.to_delayed()
     meta = frame._meta
 
@@ -182,20 +187,26 @@ def fit_challenger_dask(  # noqa: PLR0913 - `fit_challenger`'s arguments and the
     holdout_days: int,
     config: ModelConfig,
 ) -> Challenger:
-    """`fit_challenger` on Dask. The holdout (the last `holdout_days`) is collected: the
-    champion scores it in the driver. The training part's features stay on the workers, so its
-    `TrainingFrame` holds their columns without rows (its labels and ids are all there)."""
+    """`fit_challenger` on Dask. The holdout (the last `holdout_days` of settled payments, as
+    `split_by_time`'s) is collected: the champion scores it in the driver. The training part's
+    features stay on the workers, so its `TrainingFrame` holds their columns without rows (its
+    labels and ids are all there)."""
     frame = client.persist(
         build_training_frame_dask(transactions, labels, as_of, window_days, config.features)
     )
-    latest = pd.Timestamp(client.compute(frame[TIME].max(), sync=True))
-    start = latest - timedelta(days=holdout_days)
-    held = _in_time_order(client.compute(frame[frame[TIME] >= start], sync=True))
-    keys = _in_time_order(client.compute(frame[frame[TIME] < start][[TIME, ID, LABEL]], sync=True))
+    settled_before = as_of - timedelta(days=config.features.delay_days)
+    settled = frame[TIME] < settled_before
+    latest = client.compute(frame[TIME].where(settled).max(), sync=True)
+    if pd.isna(latest):  # nothing settled: the window's latest days, as `split_by_time`
+        latest, settled = client.compute(frame[TIME].max(), sync=True), frame[TIME].notna()
+    start = pd.Timestamp(latest) - timedelta(days=holdout_days)
+    is_hold = settled & (frame[TIME] >= start)
+    held = _in_time_order(client.compute(frame[is_hold], sync=True))
+    keys = _in_time_order(client.compute(frame[~is_hold][[TIME, ID, LABEL]], sync=True))
     names = feature_columns(config.features)
-    train = client.persist(frame[frame[TIME] < start])
+    train = client.persist(frame[~is_hold])
     del frame  # the workers keep the fit's rows, not the window's as well
-    model = train_model_dask(client, train, names, config.training)
+    model = train_model_dask(client, train, names, config.training, settled_before)
     holdout = TrainingFrame(
         X=held[names], y=held[LABEL].to_numpy(int), transaction_ids=held[ID].tolist()
     )
@@ -205,7 +216,8 @@ def fit_challenger_dask(  # noqa: PLR0913 - `fit_challenger`'s arguments and the
         transaction_ids=keys[ID].tolist(),
     )
     rows = held[[TIME, CUSTOMER]].assign(is_fraud=holdout.y)
-    split = HoldoutSplit(fitted, holdout, rows, start.to_pydatetime())
+    fresh = (keys[TIME] >= settled_before).to_numpy()
+    split = HoldoutSplit(fitted, holdout, rows, start.to_pydatetime(), fresh)
     metrics = holdout_metrics(split, model.predict_proba(holdout.X))
     counts = label_counts(labels, fitted.transaction_ids, as_of)
     return Challenger(model, split, metrics, config, counts, trainer=TRAINER)

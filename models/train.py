@@ -137,26 +137,44 @@ class FraudModel:
 
 
 def train_model(
-    features: pd.DataFrame, y: np.ndarray | pd.Series, params: TrainParams | None = None
+    features: pd.DataFrame,
+    y: np.ndarray | pd.Series,
+    params: TrainParams | None = None,
+    fit_only: np.ndarray | None = None,
 ) -> FraudModel:
     """Fit on rows in time order: the last `calibration_share` of them only calibrates.
 
     Rows must be sorted by transaction time (`build_training_frame` returns them so).
+    `fit_only` marks rows the booster fits on but that never calibrate: reviewed payments
+    chosen by a model, which would bend its probabilities (`fit_and_calibration_rows`).
     """
     params = params or TrainParams()
     y = np.asarray(y, dtype=int)
-    n_fit = split_point(y, params)
+    fit, calibration = fit_and_calibration_rows(y, params, fit_only)
     names = list(features.columns)
     X = features.to_numpy(float)
-    fit = _fit_rows(y[:n_fit], params)
     booster = xgb.train(
         params.booster_params(names),
         xgb.QuantileDMatrix(X[fit], label=y[fit], feature_names=names, nthread=params.nthread),
         num_boost_round=params.n_estimators,
     )
-    held_out = booster.predict(xgb.DMatrix(X[n_fit:], feature_names=names), output_margin=True)
-    slope, intercept = platt(held_out, y[n_fit:])
+    held_out = booster.predict(xgb.DMatrix(X[calibration], feature_names=names), output_margin=True)
+    slope, intercept = platt(held_out, y[calibration])
     return FraudModel(booster=booster, slope=slope, intercept=intercept, features=names)
+
+
+def fit_and_calibration_rows(
+    y: np.ndarray, params: TrainParams, fit_only: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (rows in time order) the booster fits on and the ones that calibrate it. The
+    calibration slice is the latest `calibration_share` of the rows not `fit_only`, so it
+    stays a sample of every payment; the `fit_only` rows all join the fit, past any legit cap
+    (`_fit_rows`). Both trainers (`models.dask_train`) pick the same rows."""
+    fit_only = np.zeros(len(y), dtype=bool) if fit_only is None else np.asarray(fit_only, bool)
+    sample = np.flatnonzero(~fit_only)
+    n_fit = split_point(y[sample], params)
+    fit = np.union1d(np.flatnonzero(fit_only), sample[_fit_rows(y[sample[:n_fit]], params)])
+    return fit, sample[n_fit:]
 
 
 def split_point(y: np.ndarray, params: TrainParams) -> int:

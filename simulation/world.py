@@ -36,7 +36,10 @@ class SimulationConfig:
 
     `drift` scales legitimate spending (amount x (1 + drift)) and the number of compromised
     terminals and customers per day (x (1 + drift)) from `drift_start_day` on, so monitoring
-    and retraining can be exercised against a known change.
+    and retraining can be exercised against a known change; `spending_drift` scales legitimate
+    spending alone (x (1 + spending_drift)) from the same day. `card_testing_per_day` adds, from
+    the same day on, a fraud pattern the history never showed: that many cards a day each make
+    a burst of small payments within an hour (scenario 4), as stolen cards are tested.
     """
 
     n_customers: int = 5_000
@@ -46,6 +49,7 @@ class SimulationConfig:
     seed: int = 7
     drift: float = 0.0
     drift_start_day: int = 0
+    spending_drift: float = 0.0
     radius: float = 5.0
     amount_fraud_threshold: float = 220.0
     compromised_terminals_per_day: int = 2
@@ -54,6 +58,9 @@ class SimulationConfig:
     customer_compromise_days: int = 14
     customer_fraud_share: float = 1 / 3
     customer_fraud_amount_factor: float = 5.0
+    card_testing_per_day: int = 0
+    card_testing_burst: int = 6  # payments per tested card, minutes apart
+    card_testing_amounts: tuple[float, float] = (0.5, 3.0)
     home_ip_share: float = 0.9
     roaming_ip_pool: int = 4_096
 
@@ -66,6 +73,8 @@ def simulate(cfg: SimulationConfig) -> pd.DataFrame:
     offsets, reachable = _reachable_terminals(customers["xy"], terminal_xy, cfg.radius)
     tx = _draw_transactions(cfg, customers, offsets, reachable, rng)
     tx = _add_frauds(cfg, tx, rng)
+    if cfg.card_testing_per_day:  # its own draws: a world without it stays the same world
+        tx = _add_card_testing(cfg, tx, offsets, reachable, np.random.default_rng([cfg.seed, 4]))
     return _to_frame(cfg, tx, rng)
 
 
@@ -119,7 +128,8 @@ def _draw_transactions(
     amount: np.ndarray = rng.normal(mean, std)
     amount = np.where(amount < 0, rng.uniform(0, 2 * mean), amount)
     drifted = day >= cfg.drift_start_day
-    amount = np.round(np.where(drifted, amount * (1 + cfg.drift), amount), 2)
+    scale = (1 + cfg.drift) * (1 + cfg.spending_drift)
+    amount = np.round(np.where(drifted, amount * scale, amount), 2)
     pick = np.floor(rng.uniform(size=len(customer)) * n_reachable).astype(int)
     terminal = reachable[offsets[customer] + pick]
     return {
@@ -163,6 +173,38 @@ def _add_frauds(
         hit, np.round(tx["amount"] * cfg.customer_fraud_amount_factor, 2), tx["amount"]
     )
     return {**tx, "amount": amount, "scenario": np.where(hit, 3, scenario)}
+
+
+def _add_card_testing(
+    cfg: SimulationConfig,
+    tx: dict[str, np.ndarray],
+    offsets: np.ndarray,
+    reachable: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """From `drift_start_day`, `card_testing_per_day` cards a day each make a burst of
+    `card_testing_burst` small payments 2-10 minutes apart at terminals within reach."""
+    days = np.arange(cfg.drift_start_day, cfg.days)
+    with_terminals = np.flatnonzero(np.diff(offsets) > 0)
+    per_day, burst = cfg.card_testing_per_day, cfg.card_testing_burst
+    cards = np.concatenate(
+        [rng.choice(with_terminals, size=per_day, replace=False) for _ in days]
+    ).repeat(burst)
+    day = days.repeat(per_day * burst)
+    first = rng.integers(3_600, SECONDS_PER_DAY - 2 * 3_600, size=len(days) * per_day)
+    gaps = rng.integers(120, 600, size=(len(first), burst)).cumsum(axis=1) - 120
+    seconds = (first[:, None] + gaps).ravel()
+    pick = np.floor(rng.uniform(size=len(cards)) * np.diff(offsets)[cards]).astype(int)
+    low, high = cfg.card_testing_amounts
+    new = {
+        "customer": cards,
+        "terminal": reachable[offsets[cards] + pick],
+        "day": day,
+        "seconds": seconds,
+        "amount": np.round(rng.uniform(low, high, size=len(cards)), 2),
+        "scenario": np.full(len(cards), 4),
+    }
+    return {key: np.concatenate([tx[key], new[key]]) for key in tx}
 
 
 def _to_frame(

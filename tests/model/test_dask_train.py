@@ -3,7 +3,7 @@ local cluster of two single-threaded workers."""
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -28,20 +28,32 @@ from models.training_set import build_training_frame
 from simulation.world import SimulationConfig, chargeback_labels, simulate
 
 AS_OF = datetime(2018, 5, 6)  # the end of the simulated 35 days
-WINDOW_DAYS, HOLDOUT_DAYS = 21, 5
+WINDOW_DAYS, HOLDOUT_DAYS, DELAY_DAYS = 21, 5, 7
 AP_TOLERANCE = 0.005  # issue 15: the same model quality as the single-process fit
 
 
 @pytest.fixture(scope="module")
 def world() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Chargebacks, and reviews of the week they have not reached yet (rows the booster fits
+    on but that never calibrate nor judge it)."""
     tx = simulate(SimulationConfig(n_customers=400, n_terminals=800, days=35, seed=4))
     tx = tx.assign(transaction_id=tx["transaction_id"].astype(str))
-    return tx, chargeback_labels(tx, 7)
+    recent = tx[tx["tx_datetime"] >= AS_OF - timedelta(days=DELAY_DAYS)]
+    picked = recent.sort_values("amount", ascending=False).head(300)
+    reviews = pd.DataFrame(
+        {
+            "transaction_id": picked["transaction_id"],
+            "is_fraud": picked["is_fraud"],
+            "known_at": picked["tx_datetime"] + timedelta(hours=1),
+            "source": "active_learning",
+        }
+    )
+    return tx, pd.concat([chargeback_labels(tx, DELAY_DAYS), reviews], ignore_index=True)
 
 
 @pytest.fixture(scope="module")
 def config() -> ModelConfig:
-    return packaged_model_config().with_delay(7)
+    return packaged_model_config().with_delay(DELAY_DAYS)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +107,8 @@ def test_the_dask_fit_matches_the_single_process_average_precision(
     one, many = fits
     assert many.split.holdout.transaction_ids == one.split.holdout.transaction_ids
     assert many.split.train.transaction_ids == one.split.train.transaction_ids
+    np.testing.assert_array_equal(many.split.fresh, one.split.fresh)
+    assert one.split.fresh.sum() > 0
     ap_one, ap_many = (c.metrics["average_precision"] for c in fits)
     print(f"holdout AP: train_model {ap_one:.4f}, xgboost.dask {ap_many:.4f}")
     assert abs(ap_many - ap_one) <= AP_TOLERANCE
@@ -133,5 +147,6 @@ def test_a_window_too_small_raises_the_single_process_error(
     )
     frame_dd = dd.from_pandas(pd.concat([keys, X.reset_index(drop=True)], axis=1), npartitions=2)
     with pytest.raises(ValueError) as many:
-        train_model_dask(client, frame_dd, list(X.columns), config.training)
+        settled_before = AS_OF + timedelta(days=1)  # every row settled, as in `train_model`
+        train_model_dask(client, frame_dd, list(X.columns), config.training, settled_before)
     assert str(many.value) == str(one.value)

@@ -117,8 +117,28 @@ def test_summary_pairs_each_strategy_with_static_and_delayed(played) -> None:  #
     assert top["vs_delayed_daily_mean"] == pytest.approx(late.mean(), abs=1e-4)
     assert result["strategies"]["delayed"]["vs_delayed_daily_mean"] == 0.0
     assert len(top["cp100_by_week"]) == 1
+    caught = played["top_score"]["fraud_caught"] - played["static"]["fraud_caught"]
+    assert top["caught_vs_static_daily_mean"] == pytest.approx(caught.mean(), abs=0.1)
+    assert 0 < top["chargeback_ceiling_mean"] <= top["ceiling_mean"]
     page = report.page(result, report.curves_png({0: played}), "replay")
     assert "top_score" in page and "data:image/png;base64," in page
+
+
+def test_the_chargeback_ceiling_leaves_out_terminals_compromised_within_the_delay(played) -> None:  # type: ignore[no-untyped-def]
+    day0 = pd.Timestamp("2018-05-01")
+    tx = pd.DataFrame(
+        {
+            "tx_datetime": [day0 + timedelta(days=d) for d in (0, 1, 3, 5, 8, 9)],
+            "terminal_id": ["T", "X", "T", "U", "T", "U"],
+            "fraud_scenario": [2, 1, 2, 2, 2, 0],
+        }
+    )
+    young = rp.young_terminal_frauds(tx, 7)
+    assert young is not None
+    np.testing.assert_array_equal(young, [True, False, True, True, False, False])
+    assert rp.young_terminal_frauds(tx.drop(columns="fraud_scenario"), 7) is None
+    for daily in played.values():
+        assert (daily["chargeback_ceiling"] <= daily["ceiling"] + 1e-9).all()
 
 
 def test_recovery_counts_days_back_to_the_pre_drift_ratio() -> None:

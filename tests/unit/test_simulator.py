@@ -79,6 +79,25 @@ def test_drift_changes_spending_from_its_start_day(tx: pd.DataFrame) -> None:
     assert drifted["is_fraud"].mean() != tx["is_fraud"].mean()
 
 
+def test_card_testing_adds_bursts_of_small_frauds_and_changes_nothing_else(
+    tx: pd.DataFrame,
+) -> None:
+    start = 12
+    tested = simulate(replace(SMALL, card_testing_per_day=4, drift_start_day=start))
+    bursts = tested[tested["fraud_scenario"] == 4]  # noqa: PLR2004 - the card-testing scenario
+    days = (bursts["tx_datetime"] - pd.Timestamp(SMALL.start)).dt.days
+    assert len(bursts) == 4 * SMALL.card_testing_burst * (SMALL.days - start)
+    assert days.min() == start and bursts["is_fraud"].all()
+    low, high = SMALL.card_testing_amounts
+    assert bursts["amount"].between(low, high).all()
+    spans = bursts.groupby([days, "customer_id"])["tx_datetime"].agg(["min", "max", "size"])
+    assert (spans["max"] - spans["min"] <= timedelta(hours=1)).all()
+    assert (spans["size"] % SMALL.card_testing_burst == 0).all()
+    columns = ["tx_datetime", "customer_id", "terminal_id", "amount", "fraud_scenario"]
+    rest = tested[tested["fraud_scenario"] != 4][columns].reset_index(drop=True)  # noqa: PLR2004
+    pd.testing.assert_frame_equal(rest, tx[columns].reset_index(drop=True))
+
+
 def test_chargeback_labels_arrive_after_the_delay_for_both_classes(tx: pd.DataFrame) -> None:
     labels = chargeback_labels(tx, delay_days=7)
     assert list(labels.columns) == ["transaction_id", "is_fraud", "known_at", "source"]
