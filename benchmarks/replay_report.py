@@ -39,7 +39,8 @@ def _paired(
     column: str = "cp100",
 ) -> tuple[float | None, float | None]:
     """Mean and standard error of the daily difference of `column` with `baseline` (None
-    without two days to compare)."""
+    without two days to compare). Each day's difference is first averaged over the seeds: the
+    seeds replay the same days, so they are not independent samples of them."""
     diffs = []
     for arms in results.values():
         d = arms[name][column].to_numpy() - arms[baseline][column].to_numpy()
@@ -47,7 +48,7 @@ def _paired(
         if weeks is not None:
             d = d[(week >= weeks.start) & (week < weeks.stop)]
         diffs.append(d)
-    d = np.concatenate(diffs)
+    d = np.mean(diffs, axis=0)
     if len(d) < 2:  # noqa: PLR2004 - a standard error needs two days
         return None, None
     digits = 4 if column == "cp100" else 1

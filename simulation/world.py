@@ -70,11 +70,11 @@ def simulate(cfg: SimulationConfig) -> pd.DataFrame:
     rng = np.random.default_rng(cfg.seed)
     customers = _customer_profiles(cfg.n_customers, rng)
     terminal_xy = rng.uniform(0, 100, size=(cfg.n_terminals, 2))
-    offsets, reachable = _reachable_terminals(customers["xy"], terminal_xy, cfg.radius)
-    tx = _draw_transactions(cfg, customers, offsets, reachable, rng)
+    reach = _reachable_terminals(customers["xy"], terminal_xy, cfg.radius)
+    tx = _draw_transactions(cfg, customers, reach, rng)
     tx = _add_frauds(cfg, tx, rng)
     if cfg.card_testing_per_day:  # its own draws: a world without it stays the same world
-        tx = _add_card_testing(cfg, tx, offsets, reachable, np.random.default_rng([cfg.seed, 4]))
+        tx = _add_card_testing(cfg, tx, reach, np.random.default_rng([cfg.seed, 4]))
     return _to_frame(cfg, tx, rng)
 
 
@@ -88,9 +88,26 @@ def _customer_profiles(n: int, rng: np.random.Generator) -> dict[str, np.ndarray
     }
 
 
+@dataclass(frozen=True)
+class _Reach:
+    """CSR lists of the terminals within reach of each customer."""
+
+    offsets: np.ndarray
+    terminals: np.ndarray
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def draw(self, customers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One terminal within reach per payment, uniformly."""
+        pick = np.floor(rng.uniform(size=len(customers)) * self.counts[customers]).astype(int)
+        return self.terminals[self.offsets[customers] + pick]
+
+
 def _reachable_terminals(
     customer_xy: np.ndarray, terminal_xy: np.ndarray, radius: float, chunk: int = 500
-) -> tuple[np.ndarray, np.ndarray]:
+) -> _Reach:
     """CSR lists of the terminals within `radius` of each customer (chunked to bound memory)."""
     counts, indices = [], []
     for lo in range(0, len(customer_xy), chunk):
@@ -101,21 +118,20 @@ def _reachable_terminals(
         counts.append(np.bincount(rows, minlength=len(block)))
         indices.append(cols)
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
-    return offsets, np.concatenate(indices)
+    return _Reach(offsets, np.concatenate(indices))
 
 
 def _draw_transactions(
     cfg: SimulationConfig,
     customers: dict[str, np.ndarray],
-    offsets: np.ndarray,
-    reachable: np.ndarray,
+    reach: _Reach,
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     n_tx = rng.poisson(np.repeat(customers["tx_per_day"][:, None], cfg.days, axis=1))
     customer = np.repeat(np.repeat(np.arange(cfg.n_customers), cfg.days), n_tx.ravel())
     day = np.repeat(np.tile(np.arange(cfg.days), cfg.n_customers), n_tx.ravel())
     seconds = np.rint(rng.normal(SECONDS_PER_DAY / 2, 20_000, size=len(customer))).astype(int)
-    n_reachable = np.diff(offsets)[customer]
+    n_reachable = reach.counts[customer]
     keep = (seconds > 0) & (seconds < SECONDS_PER_DAY) & (n_reachable > 0)
     customer, day, seconds, n_reachable = (
         customer[keep],
@@ -130,8 +146,7 @@ def _draw_transactions(
     drifted = day >= cfg.drift_start_day
     scale = (1 + cfg.drift) * (1 + cfg.spending_drift)
     amount = np.round(np.where(drifted, amount * scale, amount), 2)
-    pick = np.floor(rng.uniform(size=len(customer)) * n_reachable).astype(int)
-    terminal = reachable[offsets[customer] + pick]
+    terminal = reach.draw(customer, rng)
     return {
         "customer": customer,
         "terminal": terminal,
@@ -178,14 +193,13 @@ def _add_frauds(
 def _add_card_testing(
     cfg: SimulationConfig,
     tx: dict[str, np.ndarray],
-    offsets: np.ndarray,
-    reachable: np.ndarray,
+    reach: _Reach,
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """From `drift_start_day`, `card_testing_per_day` cards a day each make a burst of
     `card_testing_burst` small payments 2-10 minutes apart at terminals within reach."""
     days = np.arange(cfg.drift_start_day, cfg.days)
-    with_terminals = np.flatnonzero(np.diff(offsets) > 0)
+    with_terminals = np.flatnonzero(reach.counts > 0)
     per_day, burst = cfg.card_testing_per_day, cfg.card_testing_burst
     cards = np.concatenate(
         [rng.choice(with_terminals, size=per_day, replace=False) for _ in days]
@@ -194,11 +208,10 @@ def _add_card_testing(
     first = rng.integers(3_600, SECONDS_PER_DAY - 2 * 3_600, size=len(days) * per_day)
     gaps = rng.integers(120, 600, size=(len(first), burst)).cumsum(axis=1) - 120
     seconds = (first[:, None] + gaps).ravel()
-    pick = np.floor(rng.uniform(size=len(cards)) * np.diff(offsets)[cards]).astype(int)
     low, high = cfg.card_testing_amounts
     new = {
         "customer": cards,
-        "terminal": reachable[offsets[cards] + pick],
+        "terminal": reach.draw(cards, rng),
         "day": day,
         "seconds": seconds,
         "amount": np.round(rng.uniform(low, high, size=len(cards)), 2),
@@ -273,6 +286,21 @@ def chargeback_labels(tx: pd.DataFrame, delay_days: int) -> pd.DataFrame:
             "is_fraud": tx["is_fraud"].astype(int).to_numpy(),
             "known_at": (tx["tx_datetime"] + timedelta(days=delay_days)).to_numpy(),
             "source": "chargeback",
+        }
+    )
+
+
+def review_labels(
+    tx: pd.DataFrame, source: str = "review", after: timedelta = timedelta(hours=1)
+) -> pd.DataFrame:
+    """Label events for the payments `tx` as a reviewer answers them: the truth, `after` the
+    payment."""
+    return pd.DataFrame(
+        {
+            "transaction_id": tx["transaction_id"].astype(str).to_numpy(),
+            "is_fraud": tx["is_fraud"].astype(int).to_numpy(),
+            "known_at": (tx["tx_datetime"] + after).to_numpy(),
+            "source": source,
         }
     )
 

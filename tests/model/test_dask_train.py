@@ -25,7 +25,7 @@ from models.dask_train import (
 from models.features import feature_columns
 from models.train import FraudModel, train_model
 from models.training_set import build_training_frame
-from simulation.world import SimulationConfig, chargeback_labels, simulate
+from simulation.world import SimulationConfig, chargeback_labels, review_labels, simulate
 
 AS_OF = datetime(2018, 5, 6)  # the end of the simulated 35 days
 WINDOW_DAYS, HOLDOUT_DAYS, DELAY_DAYS = 21, 5, 7
@@ -39,15 +39,7 @@ def world() -> tuple[pd.DataFrame, pd.DataFrame]:
     tx = simulate(SimulationConfig(n_customers=400, n_terminals=800, days=35, seed=4))
     tx = tx.assign(transaction_id=tx["transaction_id"].astype(str))
     recent = tx[tx["tx_datetime"] >= AS_OF - timedelta(days=DELAY_DAYS)]
-    picked = recent.sort_values("amount", ascending=False).head(300)
-    reviews = pd.DataFrame(
-        {
-            "transaction_id": picked["transaction_id"],
-            "is_fraud": picked["is_fraud"],
-            "known_at": picked["tx_datetime"] + timedelta(hours=1),
-            "source": "active_learning",
-        }
-    )
+    reviews = review_labels(recent.nlargest(300, "amount"), "active_learning")
     return tx, pd.concat([chargeback_labels(tx, DELAY_DAYS), reviews], ignore_index=True)
 
 

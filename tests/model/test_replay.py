@@ -120,6 +120,9 @@ def test_summary_pairs_each_strategy_with_static_and_delayed(played) -> None:  #
     caught = played["top_score"]["fraud_caught"] - played["static"]["fraud_caught"]
     assert top["caught_vs_static_daily_mean"] == pytest.approx(caught.mean(), abs=0.1)
     assert 0 < top["chargeback_ceiling_mean"] <= top["ceiling_mean"]
+    # a second seed replays the same days: it is no second sample of them
+    twice = report.summary({0: played, 1: played}, "default")["strategies"]["top_score"]
+    assert twice["vs_static_daily_se"] == top["vs_static_daily_se"]
     page = report.page(result, report.curves_png({0: played}), "replay")
     assert "top_score" in page and "data:image/png;base64," in page
 

@@ -10,7 +10,7 @@ from models.challenger import fit_challenger, split_by_time
 from models.config import packaged_model_config
 from models.train import TrainParams, fit_and_calibration_rows
 from models.training_set import build_training_frame
-from simulation.world import SimulationConfig, chargeback_labels, simulate
+from simulation.world import SimulationConfig, chargeback_labels, review_labels, simulate
 
 AS_OF = datetime(2018, 4, 29)
 DELAY, WINDOW, HOLDOUT = 7, 21, 3
@@ -47,15 +47,7 @@ def _world() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     tx = tx.assign(transaction_id=tx["transaction_id"].astype(str))
     recent = tx[tx["tx_datetime"] >= AS_OF - timedelta(days=DELAY)]
     picked = recent.sort_values("amount", ascending=False).head(400)
-    reviews = pd.DataFrame(
-        {
-            "transaction_id": picked["transaction_id"],
-            "is_fraud": picked["is_fraud"],
-            "known_at": picked["tx_datetime"] + timedelta(hours=1),
-            "source": "active_learning",
-        }
-    )
-    return tx, chargeback_labels(tx, DELAY), reviews
+    return tx, chargeback_labels(tx, DELAY), review_labels(picked, "active_learning")
 
 
 def test_reviews_newer_than_the_delay_train_and_the_holdout_is_settled() -> None:
