@@ -244,6 +244,13 @@ def _headline_rows(now: Headline, before: Headline, target: float) -> list[list[
     return rows
 
 
+NO_EXPLORATION = (
+    "No exploration pick was answered this week (the policy's active_learning.exploration_share"
+    " is 0 unless a team turns it on): the audit sample below estimates what the automatic"
+    " decisions got wrong."
+)
+
+
 def _quality_section(rep: WeeklyReport, level: float) -> Section:
     q = rep.quality
     rows = [
@@ -287,6 +294,7 @@ def _quality_section(rep: WeeklyReport, level: float) -> Section:
                 misses,
                 "What the automatic decisions miss (exploration picks weighted by 1 / chance)",
             ),
+            *([] if any(m.answered for m in rep.misses) else [Text(NO_EXPLORATION)]),
             Table(["Score bin", "n", "mean score", "fraud rate"], curve, "Reliability curve"),
             Picture("reliability", qa_plots.reliability_curve(q.reliability), "reliability curve"),
         ],

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from fraudloop import audit
 from fraudloop.settings import Settings
 from fraudloop.storage import make_engine, migrate
-from monitoring import qa_data
+from monitoring import qa_data, weekly
+from monitoring.document import Text
 from monitoring.summary import loop_summary
 from monitoring.weekly import WeeklyReport, weekly_report
 
@@ -190,3 +191,14 @@ def test_postgresql_gives_the_same_report(
     skip = {"policy_changes", "errors"}  # the policy texts are per test; errors hold NaN
     assert again.model_dump(exclude=skip) == report.model_dump(exclude=skip)
     pd.testing.assert_frame_equal(pd.DataFrame(again.errors), pd.DataFrame(report.errors))
+
+
+def test_a_week_without_exploration_answers_points_to_the_audit_sample(
+    report: WeeklyReport,
+) -> None:
+    def texts(rep: WeeklyReport) -> list[str]:
+        return [b.text for b in weekly._quality_section(rep, 0.95).blocks if isinstance(b, Text)]
+
+    assert weekly.NO_EXPLORATION not in texts(report)  # the store's week has exploration answers
+    unexplored = [m.model_copy(update={"answered": 0}) for m in report.misses]
+    assert weekly.NO_EXPLORATION in texts(report.model_copy(update={"misses": unexplored}))
