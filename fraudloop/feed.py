@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from fraudloop.errors import FraudloopError
 from fraudloop.labels import HISTORY_COLUMNS, LABEL_COLUMNS
 from fraudloop.schema import TRANSACTION_COLUMNS
 
 
 def read_window(source: Path, start: datetime, end: datetime) -> list[dict[str, Any]]:
     """Transactions in [start, end) as raw records; ground-truth columns never leave the file."""
+    _readable(source, "transactions")
     if source.suffix == ".jsonl":
         return _jsonl_window(source, start, end)
     frame = pd.read_parquet(
@@ -41,6 +43,7 @@ def write_jsonl(records: list[dict[str, Any]], path: Path) -> Path:
 
 def read_history(source: Path, until: datetime) -> pd.DataFrame:
     """The transactions before `until`, as the store keeps them (the history features read)."""
+    _readable(source, "transactions")
     return pd.read_parquet(
         source, columns=HISTORY_COLUMNS, filters=[("tx_datetime", "<", pd.Timestamp(until))]
     )
@@ -48,10 +51,20 @@ def read_history(source: Path, until: datetime) -> pd.DataFrame:
 
 def read_labels(feed: Path, now: datetime, since: datetime | None = None) -> pd.DataFrame:
     """Label events of the chargeback feed known in [since, now)."""
+    _readable(feed, "chargeback feed")
     window = [("known_at", "<", pd.Timestamp(now))]
     if since is not None:
         window.append(("known_at", ">=", pd.Timestamp(since)))
     return pd.read_parquet(feed, columns=LABEL_COLUMNS, filters=window)
+
+
+def _readable(path: Path, what: str) -> None:
+    """A missing file is the user's to fix (`fraudloop simulate` writes the default ones)."""
+    if not path.is_file():
+        raise FraudloopError(
+            f"{what} {path}: no such file; give another path, or run `fraudloop simulate` for"
+            " the default one"
+        )
 
 
 def _jsonl_window(source: Path, start: datetime, end: datetime) -> list[dict[str, Any]]:
