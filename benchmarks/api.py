@@ -9,7 +9,6 @@ against a fresh SQLite store (a PostgreSQL store given is shared: every run's id
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import numpy as np
 import psutil
 
 from api.auth import hash_key, new_key
-from benchmarks.common import TRUTH, champion, make_world, scratch_dir
+from benchmarks.common import TRUTH, champion, free_port, make_world, scratch_dir
 from fraudloop import credentials, labels
 from fraudloop.storage import migrate, open_session
 from simulation.world import chargeback_labels
@@ -57,7 +56,7 @@ def _serve_and_load(
     url = db_url or f"sqlite:///{home / f'store_w{workers}.db'}"
     _store(url, tx, cutoff)
     key = new_key()
-    port = _free_port()
+    port = free_port()
     env = {  # as `fraudloop serve` runs: the booster's own thread count, no OMP_NUM_THREADS
         **os.environ,
         "FRAUDLOOP_HOME": str(home),
@@ -181,9 +180,3 @@ def _ready_workers(base: str) -> set[int]:
         except (httpx.HTTPError, ValueError, KeyError):
             continue
     return ready
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -1,6 +1,7 @@
 """What both benchmarks need: a realistic workload and a registered champion, built untimed."""
 
 import resource
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,3 +85,10 @@ def peak_rss_mb() -> float:
 
 def scratch_dir() -> tempfile.TemporaryDirectory:  # type: ignore[type-arg]
     return tempfile.TemporaryDirectory(prefix="fraudloop-bench-")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server the benchmark starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

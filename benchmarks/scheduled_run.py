@@ -14,7 +14,6 @@ port; only the Label Studio is shared (queues of its own, deleted afterwards).
 import gc
 import math
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -29,7 +28,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from benchmarks.common import NAME, TRUTH, World, champion, make_world
+from benchmarks.common import NAME, TRUTH, World, champion, free_port, make_world
 from flows import server
 from flows.intake import score_intake_flow
 from fraudloop import labels
@@ -105,7 +104,7 @@ def scratch_install(home: Path, labelstudio: tuple[str, str], prefix: str) -> It
         "FRAUDLOOP_MODEL_NAME": NAME,
         "FRAUDLOOP_LANDING_TRANSACTIONS": str(home / "landing" / "transactions"),
         "FRAUDLOOP_LANDING_CHARGEBACKS": str(home / "landing" / "chargebacks"),
-        "FRAUDLOOP_PREFECT_API_URL": f"http://127.0.0.1:{_free_port()}/api",
+        "FRAUDLOOP_PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
         "FRAUDLOOP_LABELSTUDIO_URL": url,
         "FRAUDLOOP_LABELSTUDIO_TOKEN": token,
         "FRAUDLOOP_LABELSTUDIO_PROJECT_PREFIX": prefix,
@@ -213,9 +212,3 @@ def _check_scored(settings: Settings, name: str, rows: int) -> None:
         done = s.scalars(select(IntakeFile).where(IntakeFile.name == f"{name}.parquet")).one()
     if (done.status, done.rows_done) != ("done", rows):
         raise FraudloopError(f"{name}.parquet: {done.status}, {done.rows_done} of {rows} rows")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

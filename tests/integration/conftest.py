@@ -5,11 +5,11 @@ database (about a minute), later starts take about ten seconds.
 """
 
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from waiting import free_port
 
 from fraudloop.settings import get_settings
 from labeling import server
@@ -17,12 +17,6 @@ from labeling import server
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 PASSWORD = "integration-only"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +32,7 @@ def labelstudio(labelstudio_dir: Path) -> Iterator[tuple[str, str]]:
     data_dir = labelstudio_dir
     server.stop(data_dir)  # a server left over by an interrupted run must not share the database
     venv = get_settings().labelstudio_venv
-    port = _free_port()
+    port = free_port()
     server.start(
         venv=venv if venv.is_absolute() else REPO / venv,
         data_dir=data_dir,

@@ -4,12 +4,10 @@ while requests keep being answered by a model."""
 
 import itertools
 import json
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ import httpx
 import pandas as pd
 import psutil
 import pytest
+from waiting import free_port, until
 
 from api.auth import hash_key
 from fraudloop import credentials, labels
@@ -33,22 +32,6 @@ NAME = "fraud-detector"
 CUTOFF = datetime(2018, 4, 15)
 KEY = "test-key-for-the-scorer-0123456789abcdef"
 CONNECTIONS = 16  # keep-alive connections of one client, as `bench api --concurrency 16`
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float = 300) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    pytest.fail(f"{what}: not within {timeout:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +65,7 @@ def served(
     with open_session(pg_url) as session, session.begin():
         labels.add_transactions(session, world[world["tx_datetime"] < CUTOFF])
     credentials.ensure(tmp_path)
-    port = _free_port()
+    port = free_port()
     env = {
         "FRAUDLOOP_HOME": str(tmp_path),
         "FRAUDLOOP_DB_URL": pg_url,
@@ -96,7 +79,7 @@ def served(
     proc = subprocess.Popen(command, env={**_environ(), **env})
     base = f"http://127.0.0.1:{port}"
     try:
-        _until("both workers answer with the model", lambda: len(_models(base)) == 2)  # noqa: PLR2004
+        until("both workers answer with the model", lambda: len(_models(base)) == 2, 300)  # noqa: PLR2004
         yield base, psutil.Process(proc.pid)
     finally:
         proc.terminate()
@@ -178,7 +161,7 @@ def test_a_moved_champion_reaches_every_worker_and_no_request_goes_without_a_mod
                 waiting.extend(pool.map(score, itertools.islice(spare, CONNECTIONS)))
                 return set(_models(base).values()) == {second}
 
-            _until("every worker serves the new champion", moved)
+            until("every worker serves the new champion", moved, 300)
             after = list(pool.map(score, records[600:]))
     answers = before + during + waiting + after
     assert {status for status, _, _ in answers} == {200}

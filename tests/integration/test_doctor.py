@@ -5,7 +5,6 @@ broken on its own fails its line and the exit code, and leaves the unrelated lin
 
 import re
 import shutil
-import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, text
 from typer.testing import CliRunner
+from waiting import free_port
 
 from cli import doctor as doctor_module
 from cli.main import app
@@ -48,12 +48,6 @@ ITEMS = {
 LINE = re.compile(r"^(ok|FAIL)\s+([^:]+):", re.MULTILINE)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def install(
     tmp_path_factory: pytest.TempPathFactory, labelstudio: tuple[str, str]
@@ -72,7 +66,7 @@ def install(
         "FRAUDLOOP_LABELSTUDIO_PASSWORD": PASSWORD,
         "FRAUDLOOP_WEBHOOK_SECRET": "doctor-test-webhook-secret",
         "FRAUDLOOP_ALERT_SINKS": '["log"]',
-        "FRAUDLOOP_PREFECT_API_URL": f"http://127.0.0.1:{_free_port()}/api",
+        "FRAUDLOOP_PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
     }
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
@@ -165,14 +159,14 @@ def test_a_ready_install_passes_every_item(doctor: Callable[..., tuple]) -> None
         ("secrets", {"FRAUDLOOP_WEBHOOK_SECRET": "short"}, set()),
         (
             "alert sinks",
-            {"FRAUDLOOP_ALERT_SINKS": f'["log", "http://127.0.0.1:{_free_port()}/"]'},
+            {"FRAUDLOOP_ALERT_SINKS": f'["log", "http://127.0.0.1:{free_port()}/"]'},
             set(),
         ),
         ("champion", {"FRAUDLOOP_MLFLOW_TRACKING_URI": "sqlite:///{home}/empty-mlflow.db"}, set()),
         ("schedules", {"FRAUDLOOP_PREFECT_API_URL": ""}, set()),
         (
             "Label Studio",
-            {"FRAUDLOOP_LABELSTUDIO_URL": f"http://127.0.0.1:{_free_port()}"},
+            {"FRAUDLOOP_LABELSTUDIO_URL": f"http://127.0.0.1:{free_port()}"},
             {"Label Studio telemetry"},  # a server that does not answer shows no settings
         ),
         (
@@ -280,7 +274,7 @@ def test_label_studio_with_telemetry_on_fails(
         return {**private(*args), "COLLECT_ANALYTICS": "true"}  # type: ignore[arg-type]
 
     monkeypatch.setattr(server, "server_env", careless)
-    port = _free_port()
+    port = free_port()
     venv = get_settings().labelstudio_venv
     server.start(
         venv if venv.is_absolute() else Path(__file__).resolve().parents[2] / venv,

@@ -7,7 +7,6 @@ exactly as `fraudloop demo` runs it: every step after the first model a triggere
 deployment, which the Prefect server must hold as completed.
 """
 
-import socket
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 from sqlalchemy import func, select
+from waiting import free_port
 
 from flows import server
 from fraudloop import audit
@@ -64,12 +64,6 @@ def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def loop(
     labelstudio: tuple[str, str],
@@ -83,7 +77,7 @@ def loop(
     monkeypatch = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("home")
     fraudloop_env(monkeypatch, home, *labelstudio, policy_file, "e2e-test")
-    monkeypatch.setenv("FRAUDLOOP_PREFECT_API_URL", f"http://127.0.0.1:{_free_port()}/api")
+    monkeypatch.setenv("FRAUDLOOP_PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
     get_settings.cache_clear()
     settings = get_settings()
     try:

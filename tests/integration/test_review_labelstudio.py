@@ -6,7 +6,6 @@ the next task with a rationale; the screenshot is kept under test-artifacts/."""
 
 import json
 import shutil
-import socket
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from waiting import free_port
 
 from api.app import create_app
 from fraudloop import audit, decisions, labels
@@ -53,12 +53,6 @@ POLICY = load_policy(PACKAGE_DIR / "policy.yaml")
 NOW = datetime(2026, 3, 1, 12, 0)
 SECRET = "integration-webhook-secret"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _store(url: str, n: int, first: int = 0) -> None:
@@ -279,7 +273,7 @@ class _Api:
     """fraudloop's API in a thread, as `fraudloop serve` runs it."""
 
     def __init__(self, settings: Settings) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1/webhooks/labelstudio"
         config = uvicorn.Config(
             create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"

@@ -8,10 +8,9 @@ the outbox (both covered elsewhere); what is tested is the scheduling, the intak
 
 import os
 import signal
-import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, func, select, text
 from typer.testing import CliRunner
+from waiting import free_port, until
 
 from cli.main import app
 from flows import server
@@ -34,23 +34,6 @@ INTERVAL = 5  # seconds between scheduled scoring runs
 KILLED_ROWS, CHUNK = 20_000, 10  # a file long enough to kill its run halfway
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:
-    """Poll until `check` returns something truthy; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    pytest.fail(f"{what}: not within {timeout:.0f} s")
-
-
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A Prefect server and the deployment runner of a fresh home, stopped at the end."""
@@ -62,8 +45,8 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("FRAUDLOOP_HOME", str(home))
         env.setenv("FRAUDLOOP_POLICY_FILE", str(home / "policy.yaml"))
-        env.setenv("FRAUDLOOP_PREFECT_API_URL", f"http://127.0.0.1:{_free_port()}/api")
-        env.setenv("FRAUDLOOP_LABELSTUDIO_URL", f"http://127.0.0.1:{_free_port()}")  # down
+        env.setenv("FRAUDLOOP_PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+        env.setenv("FRAUDLOOP_LABELSTUDIO_URL", f"http://127.0.0.1:{free_port()}")  # down
         env.setenv("FRAUDLOOP_SCORE_CHUNK_ROWS", str(CHUNK))
         env.setenv("PREFECT_RUNNER_POLL_FREQUENCY", "1")
         get_settings.cache_clear()
@@ -140,8 +123,8 @@ def test_a_scheduled_run_scores_a_dropped_file(scheduler: Settings) -> None:
             if r.state and r.state.is_completed() and r.auto_scheduled
         ]
 
-    _until("scored by a scheduled run", lambda: _decided(scheduler, "first") == len(ids), 240)
-    _until("that run completed", completed, 60)
+    until("scored by a scheduled run", lambda: _decided(scheduler, "first") == len(ids), 240)
+    until("that run completed", completed, 60)
     done = _file(scheduler, "first.csv")
     assert done is not None and (done.status, done.rows_done) == ("done", len(ids))
     shown = CliRunner().invoke(app, ["status"], env={"COLUMNS": "200"})
@@ -166,19 +149,19 @@ def _flow_run_process(settings: Settings) -> psutil.Process | None:
 def test_a_run_killed_halfway_is_finished_by_the_next(scheduler: Settings) -> None:
     dropped = datetime.now(UTC)
     ids = _write_csv(scheduler.transactions_landing, "long", 0, KILLED_ROWS)
-    started = _until(
+    started = until(
         "the first chunk stored",
         lambda: (f := _file(scheduler, "long.csv")) is not None and f.rows_done > 0,
         240,
         every=0.02,
     )
     assert started
-    process = _until("the run's process", lambda: _flow_run_process(scheduler), 10, every=0.02)
+    process = until("the run's process", lambda: _flow_run_process(scheduler), 10, every=0.02)
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     killed_at = _file(scheduler, "long.csv")
     assert killed_at is not None and 0 < killed_at.rows_done < len(ids), "not killed halfway"
-    _until(
+    until(
         "finished by a later run",
         lambda: (f := _file(scheduler, "long.csv")) is not None and f.status == "done",
         300,
@@ -204,7 +187,7 @@ def test_a_run_killed_halfway_is_finished_by_the_next(scheduler: Settings) -> No
     def states() -> set[str]:
         return {r.state.type.value for r in _runs(scheduler, "score-intake", dropped) if r.state}
 
-    _until("the finishing run completed", lambda: "COMPLETED" in states(), 60)
+    until("the finishing run completed", lambda: "COMPLETED" in states(), 60)
     assert "CRASHED" in states()  # the killed one, as its runner reported it
 
 
@@ -232,7 +215,7 @@ def test_the_prefect_server_keeps_its_state_in_postgresql(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FRAUDLOOP_HOME", str(tmp_path))
-    monkeypatch.setenv("FRAUDLOOP_PREFECT_API_URL", f"http://127.0.0.1:{_free_port()}/api")
+    monkeypatch.setenv("FRAUDLOOP_PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
     prefect_db = pg_url.replace("postgresql+psycopg://", "postgresql+asyncpg://")
     monkeypatch.setenv("FRAUDLOOP_PREFECT_DATABASE_URL", prefect_db)
     get_settings.cache_clear()

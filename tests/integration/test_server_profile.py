@@ -5,10 +5,9 @@ server; a worker killed in the middle of a scoring run, its run is run again and
 transaction ends with one decision and its audit events. Label Studio starts on its database in
 a test of its own (elsewhere it is down: reviews wait in the outbox)."""
 
-import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import psutil
 import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
+from waiting import free_port, until
 
 from cli.doctor import mlflow_server, prefect_database, server_databases, work_pool
 from flows import profile, server
@@ -32,22 +32,6 @@ from simulation.world import SimulationConfig, simulate, write_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
 SLOW_CHUNK = 10  # rows per stored chunk: a run long enough to be killed halfway
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    pytest.fail(f"{what}: not within {timeout:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +52,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             "FRAUDLOOP_PROFILE": "server",
             "FRAUDLOOP_HOME": str(home),
             "FRAUDLOOP_SERVER_DATABASE_PREFIX": f"fl_{uuid.uuid4().hex[:8]}",
-            "FRAUDLOOP_MLFLOW_SERVER_URL": f"http://127.0.0.1:{_free_port()}",
-            "FRAUDLOOP_PREFECT_API_URL": f"http://127.0.0.1:{_free_port()}/api",
-            "FRAUDLOOP_LABELSTUDIO_URL": f"http://127.0.0.1:{_free_port()}",  # down
+            "FRAUDLOOP_MLFLOW_SERVER_URL": f"http://127.0.0.1:{free_port()}",
+            "FRAUDLOOP_PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
+            "FRAUDLOOP_LABELSTUDIO_URL": f"http://127.0.0.1:{free_port()}",  # down
             "FRAUDLOOP_PREFECT_WORK_POOL": f"pool-{uuid.uuid4().hex[:6]}",
         }.items():
             env.setenv(key, value)
@@ -171,7 +155,7 @@ def test_a_worker_killed_mid_run_the_run_is_run_again_and_nothing_decided_twice(
             deployment.id,
             parameters={"source": str(source), "start": start.isoformat(), "end": end.isoformat()},
         )
-    _until("the run stores its first chunks", lambda: _decided(settings) > before, 300, 0.2)
+    until("the run stores its first chunks", lambda: _decided(settings) > before, 300, 0.2)
     time.sleep(3)  # its first heartbeat (sent as it starts) has reached the server
     assert _decided(settings) - before < expected, "not killed halfway"
     machine = psutil.Process(first_worker)
@@ -188,7 +172,7 @@ def test_a_worker_killed_mid_run_the_run_is_run_again_and_nothing_decided_twice(
         states = [r.state.type.value for r in runs if r.state]
         return "CRASHED" in states and "COMPLETED" in states
 
-    _until("the crashed run is run again to completion", rerun_completed, 600, every=5)
+    until("the crashed run is run again to completion", rerun_completed, 600, every=5)
     reruns = [r.parameters.get("reruns", 0) for r in _score_batch_runs(settings, since)]
     assert sorted(reruns) == [0, 1]  # the automation counted its rerun (the crash-loop guard)
     assert killed_at < expected
