@@ -45,7 +45,8 @@ def test_a_run_past_the_limit_fails_before_it_reads_anything(
                 datetime(2026, 3, 2),
                 reruns=limit + 1,
             )
-        with pytest.raises(FileNotFoundError):  # at the limit it runs: it reads the window
+        # at the limit it runs: it reads the window, here a file that is not there
+        with pytest.raises(FraudloopError, match="no such file"):
             score_flow.fn(
                 tmp_path / "missing.parquet",
                 datetime(2026, 3, 1),
