@@ -51,11 +51,11 @@ def split_by_time(
         .reset_index(drop=True)
     )
     when = info["tx_datetime"]
-    settled = (when < settled_before).to_numpy()
-    if not settled.any():
-        settled[:] = True
-    end = when[settled].max()
-    is_hold = settled & (when >= end - timedelta(days=holdout_days)).to_numpy()
+    start, cutoff = holdout_span(
+        when[when < settled_before].max(), when.max(), settled_before, holdout_days
+    )
+    settled = (when < cutoff).to_numpy()
+    is_hold = settled & (when >= start).to_numpy()
     ids = np.asarray(frame.transaction_ids)
 
     def part(mask: np.ndarray) -> TrainingFrame:
@@ -66,8 +66,21 @@ def split_by_time(
         )
 
     rows = info[is_hold].reset_index(drop=True).assign(is_fraud=frame.y[is_hold])
-    start = (end - timedelta(days=holdout_days)).to_pydatetime()
-    return HoldoutSplit(part(~is_hold), part(is_hold), rows, start, ~settled[~is_hold])
+    return HoldoutSplit(
+        part(~is_hold), part(is_hold), rows, start.to_pydatetime(), ~settled[~is_hold]
+    )
+
+
+def holdout_span(
+    latest_settled: pd.Timestamp, latest: pd.Timestamp, settled_before: datetime, holdout_days: int
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(holdout start, settled cutoff) from the newest settled payment (NaT: none) and the
+    newest of all: the holdout is the settled rows from the start, a settled row is one before
+    the cutoff, and with nothing settled every row counts as settled. Both trainers
+    (`models.dask_train`) cut by it."""
+    if pd.isna(latest_settled):
+        return latest - timedelta(days=holdout_days), pd.Timestamp.max
+    return latest_settled - timedelta(days=holdout_days), pd.Timestamp(settled_before)
 
 
 def holdout_metrics(split: HoldoutSplit, score: np.ndarray) -> dict[str, float]:

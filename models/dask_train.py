@@ -26,7 +26,13 @@ from dask import delayed
 from distributed import Client
 from xgboost import dask as dxgb
 
-from models.challenger import Challenger, HoldoutSplit, holdout_metrics, label_counts
+from models.challenger import (
+    Challenger,
+    HoldoutSplit,
+    holdout_metrics,
+    holdout_span,
+    label_counts,
+)
 from models.config import ModelConfig
 from models.features import FeatureConfig, chronological_order, compute_features, feature_columns
 from models.train import FraudModel, TrainParams, fit_and_calibration_rows, platt
@@ -195,18 +201,19 @@ def fit_challenger_dask(  # noqa: PLR0913 - `fit_challenger`'s arguments and the
         build_training_frame_dask(transactions, labels, as_of, window_days, config.features)
     )
     settled_before = as_of - timedelta(days=config.features.delay_days)
-    settled = frame[TIME] < settled_before
-    latest = client.compute(frame[TIME].where(settled).max(), sync=True)
-    if pd.isna(latest):  # nothing settled: the window's latest days, as `split_by_time`
-        latest, settled = client.compute(frame[TIME].max(), sync=True), frame[TIME].notna()
-    start = pd.Timestamp(latest) - timedelta(days=holdout_days)
-    is_hold = settled & (frame[TIME] >= start)
+    latest_settled, latest = client.compute(
+        [frame[TIME].where(frame[TIME] < settled_before).max(), frame[TIME].max()], sync=True
+    )
+    start, cutoff = holdout_span(
+        pd.Timestamp(latest_settled), pd.Timestamp(latest), settled_before, holdout_days
+    )
+    is_hold = (frame[TIME] < cutoff) & (frame[TIME] >= start)
     held = _in_time_order(client.compute(frame[is_hold], sync=True))
     keys = _in_time_order(client.compute(frame[~is_hold][[TIME, ID, LABEL]], sync=True))
     names = feature_columns(config.features)
     train = client.persist(frame[~is_hold])
     del frame  # the workers keep the fit's rows, not the window's as well
-    model = train_model_dask(client, train, names, config.training, settled_before)
+    model = train_model_dask(client, train, names, config.training, cutoff)
     holdout = TrainingFrame(
         X=held[names], y=held[LABEL].to_numpy(int), transaction_ids=held[ID].tolist()
     )
@@ -216,7 +223,7 @@ def fit_challenger_dask(  # noqa: PLR0913 - `fit_challenger`'s arguments and the
         transaction_ids=keys[ID].tolist(),
     )
     rows = held[[TIME, CUSTOMER]].assign(is_fraud=holdout.y)
-    fresh = (keys[TIME] >= settled_before).to_numpy()
+    fresh = (keys[TIME] >= cutoff).to_numpy()
     split = HoldoutSplit(fitted, holdout, rows, start.to_pydatetime(), fresh)
     metrics = holdout_metrics(split, model.predict_proba(holdout.X))
     counts = label_counts(labels, fitted.transaction_ids, as_of)

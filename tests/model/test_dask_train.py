@@ -142,3 +142,17 @@ def test_a_window_too_small_raises_the_single_process_error(
         settled_before = AS_OF + timedelta(days=1)  # every row settled, as in `train_model`
         train_model_dask(client, frame_dd, list(X.columns), config.training, settled_before)
     assert str(many.value) == str(one.value)
+
+
+def test_with_nothing_settled_both_trainers_judge_on_the_latest_days(
+    world: tuple[pd.DataFrame, pd.DataFrame], config: ModelConfig, client: Client
+) -> None:
+    """A window younger than the chargeback delay, every payment answered at once."""
+    tx, _ = world
+    answered = review_labels(tx, "active_learning")
+    window = DELAY_DAYS - 2
+    one = fit_challenger(tx, answered, AS_OF, window, 2, config)
+    many = fit_challenger_dask(client, _partitioned(tx), answered, AS_OF, window, 2, config)
+    assert many.split.holdout.transaction_ids == one.split.holdout.transaction_ids
+    assert not one.split.fresh.any() and not many.split.fresh.any()
+    assert abs(many.metrics["average_precision"] - one.metrics["average_precision"]) <= 0.02

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from models.challenger import fit_challenger, split_by_time
+from models.challenger import fit_challenger, holdout_span, split_by_time
 from models.config import packaged_model_config
 from models.train import TrainParams, fit_and_calibration_rows
 from models.training_set import build_training_frame
@@ -85,3 +85,11 @@ def test_the_challenger_fits_on_chargebacks_and_reviews_together() -> None:
     assert challenger.split.fresh.sum() > 0
     assert challenger.label_counts["active_learning"] == challenger.split.fresh.sum()
     assert 0 < challenger.metrics["average_precision"] <= 1
+
+
+def test_the_holdout_span_falls_back_to_every_row_when_nothing_is_settled() -> None:
+    latest, before = pd.Timestamp("2018-04-28"), datetime(2018, 4, 22)
+    start, cutoff = holdout_span(pd.Timestamp("2018-04-21"), latest, before, HOLDOUT)
+    assert (start, cutoff) == (pd.Timestamp("2018-04-18"), pd.Timestamp(before))
+    start, cutoff = holdout_span(pd.NaT, latest, before, HOLDOUT)
+    assert (start, cutoff) == (pd.Timestamp("2018-04-25"), pd.Timestamp.max)
