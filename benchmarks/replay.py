@@ -154,15 +154,18 @@ class Replay:
         self._young = young_terminal_frauds(self.tx, cfg.delay_days)
         self._start: tuple[dict[datetime, pd.DataFrame], FraudModel] | None = None
 
-    def rows(self, start: datetime, end: datetime) -> pd.DataFrame:
+    def _span(self, start: datetime, end: datetime) -> slice:
+        """The positions in `tx` (time order) of the payments in [start, end)."""
         lo, hi = np.searchsorted(self._times, [np.datetime64(start), np.datetime64(end)])
-        return self.tx.iloc[lo:hi]
+        return slice(lo, hi)
+
+    def rows(self, start: datetime, end: datetime) -> pd.DataFrame:
+        return self.tx.iloc[self._span(start, end)]
 
     def chargebacks_of(self, start: datetime, end: datetime) -> pd.DataFrame:
         """The chargeback events of the payments in [start, end) (in `tx`'s order): a day's
         features or a training window need no other, and the whole history's cost seconds."""
-        lo, hi = np.searchsorted(self._times, [np.datetime64(start), np.datetime64(end)])
-        return self.chargebacks.iloc[lo:hi]
+        return self.chargebacks.iloc[self._span(start, end)]
 
     def features(self, start: datetime, labels: pd.DataFrame) -> pd.DataFrame:
         """The features of the day from `start`, as scoring computes them: from the past, with
@@ -174,15 +177,13 @@ class Replay:
 
     def day(self, i: int) -> Day:
         start = self.cfg.start + i * ONE_DAY
-        lo, hi = np.searchsorted(
-            self._times, [np.datetime64(start), np.datetime64(start + ONE_DAY)]
-        )
-        rows = self.tx.iloc[lo:hi]
+        span = self._span(start, start + ONE_DAY)
+        rows = self.tx.iloc[span]
         fraud = rows["is_fraud"].to_numpy() == 1
         customers = rows["customer_id"].to_numpy()
         revealable = None
         if self._young is not None:
-            revealable = frozenset(customers[fraud & ~self._young[lo:hi]])
+            revealable = frozenset(customers[fraud & ~self._young[span]])
         return Day(start, rows, frozenset(customers[fraud]), revealable)
 
     def training_frame(

@@ -37,6 +37,7 @@ def _paired(
     weeks: slice | None = None,
     baseline: str = STATIC,
     column: str = "cp100",
+    digits: int = 4,
 ) -> tuple[float | None, float | None]:
     """Mean and standard error of the daily difference of `column` with `baseline` (None
     without two days to compare). Each day's difference is first averaged over the seeds: the
@@ -51,7 +52,6 @@ def _paired(
     d = np.mean(diffs, axis=0)
     if len(d) < 2:  # noqa: PLR2004 - a standard error needs two days
         return None, None
-    digits = 4 if column == "cp100" else 1
     return round(float(d.mean()), digits), round(float(d.std(ddof=1) / math.sqrt(len(d))), digits)
 
 
@@ -102,7 +102,7 @@ def summary(results: Results, default: str, drift_day: int | None = None) -> dic
             "vs_delayed_daily_se": delayed_se,
         }
         for baseline in (STATIC, DELAYED):  # frauds caught a day, paired as CP@100 is
-            caught = _paired(results, name, baseline=baseline, column="fraud_caught")
+            caught = _paired(results, name, baseline=baseline, column="fraud_caught", digits=1)
             entry[f"caught_vs_{baseline}_daily_mean"], entry[f"caught_vs_{baseline}_daily_se"] = (
                 caught
             )
@@ -150,7 +150,8 @@ def paired(entry: dict[str, Any], key: str) -> str:
     return "n/a" if mean is None else f"{mean:+.4f} ± {se:.4f}"
 
 
-def _ceiling(entry: dict[str, Any]) -> str:
+def chargeback_ceiling(entry: dict[str, Any]) -> str:
+    """The mean ceiling with chargebacks, or n/a where the data names no fraud scenarios."""
     value = entry.get("chargeback_ceiling_mean")
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -170,7 +171,7 @@ def page(result: dict[str, Any], png: bytes, title: str) -> str:
             "<tr>"
             f"<td>{html.escape(name)}{mark}</td><td>{s['cp100_mean']:.3f}</td>"
             f"<td>{' / '.join(f'{v:.3f}' for v in s['cp100_by_week'])}</td>"
-            f"<td>{s['ceiling_mean']:.3f}</td><td>{_ceiling(s)}</td>"
+            f"<td>{s['ceiling_mean']:.3f}</td><td>{chargeback_ceiling(s)}</td>"
             f"<td>{paired(s, 'vs_static_daily')}</td><td>{paired(s, 'vs_static_weeks_2_4')}</td>"
             f"<td>{paired(s, 'vs_delayed_daily')}</td>"
             f"<td>{s['fraud_caught']:.0f}</td><td>{s['amount_prevented']:,.0f}</td>"

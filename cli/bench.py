@@ -441,7 +441,7 @@ def replay(  # noqa: PLR0913 - the benchmark's protocol, one option each
 
 
 def _print_replay(result: dict[str, Any]) -> None:
-    from benchmarks.replay_report import paired
+    from benchmarks.replay_report import chargeback_ceiling, paired
 
     table = Table(title="replay: CP@100 per strategy")
     columns = (
@@ -460,7 +460,7 @@ def _print_replay(result: dict[str, Any]) -> None:
             name + (" (default)" if name == result["default"] else ""),
             f"{s['cp100_mean']:.4f}",
             " ".join(f"{v:.3f}" for v in s["cp100_by_week"]),
-            f"{s['ceiling_mean']:.3f} / {s.get('chargeback_ceiling_mean', float('nan')):.3f}",
+            f"{s['ceiling_mean']:.3f} / {chargeback_ceiling(s)}",
             paired(s, "vs_static_daily"),
             paired(s, "vs_static_weeks_2_4"),
             paired(s, "vs_delayed_daily"),

@@ -280,21 +280,14 @@ def chargeback_labels(tx: pd.DataFrame, delay_days: int) -> pd.DataFrame:
     at `tx_datetime + delay`: training and features then apply one rule to both classes, "use
     what is known by then", and never treat an unlabeled recent transaction as legit.
     """
-    return pd.DataFrame(
-        {
-            "transaction_id": tx["transaction_id"].astype(str).to_numpy(),
-            "is_fraud": tx["is_fraud"].astype(int).to_numpy(),
-            "known_at": (tx["tx_datetime"] + timedelta(days=delay_days)).to_numpy(),
-            "source": "chargeback",
-        }
-    )
+    return review_labels(tx, "chargeback", timedelta(days=delay_days))
 
 
 def review_labels(
     tx: pd.DataFrame, source: str = "review", after: timedelta = timedelta(hours=1)
 ) -> pd.DataFrame:
     """Label events for the payments `tx` as a reviewer answers them: the truth, `after` the
-    payment."""
+    payment (`chargeback_labels` too, a delay later)."""
     return pd.DataFrame(
         {
             "transaction_id": tx["transaction_id"].astype(str).to_numpy(),
